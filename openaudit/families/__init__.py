@@ -1,0 +1,1 @@
+"""Architecture families: config -> expected tensors, shapes and parameter count (no weights needed)."""

@@ -1,0 +1,1 @@
+"""The Report dataclasses and the output formats."""
