@@ -1,0 +1,121 @@
+"""Command line: argument parsing and exit codes only; the work is done in openaudit.audit and friends.
+
+Exit codes: 0 the command completed and no gate failed (findings alone do not fail); 1 a gate the user
+asked for failed; 2 bad usage or a source that does not exist; 3 the audit could not complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from openaudit import __version__
+from openaudit.errors import AuditIncomplete, OpenAuditError, UsageError
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+SEVERITY_GATES = ("critical", "high", "medium", "low")
+NAMED_GATES = ("unsafe-code", "checksum-mismatch")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 on usage errors; keep that, shorter text
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"openaudit: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="openaudit", description="Audit AI model releases without trusting them.")
+    parser.add_argument("--version", action="version", version=f"openaudit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show a traceback when openaudit itself fails")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    audit = commands.add_parser("audit", help="audit a release: inventory, weights, checksums, findings")
+    audit.add_argument("source", metavar="SOURCE", help="a release folder, a weights file, or a Hugging Face cache snapshot")
+    audit.add_argument("--format", choices=("table", "json"), default=os.environ.get("OPENAUDIT_FORMAT", "table"))
+    audit.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
+    audit.add_argument("--no-hash", action="store_true", help="do not compute sha256 of the weights files")
+    audit.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="GATE",
+        choices=SEVERITY_GATES + NAMED_GATES,
+        help="exit 1 if the report has a finding of this severity or above (critical, high, medium, low), "
+        "an unsafe-code finding (unsafe-code) or a checksum mismatch (checksum-mismatch); repeatable",
+    )
+    progress = audit.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress on stderr")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "audit":
+            return _audit(args)
+    except UsageError as exc:
+        print(f"openaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (AuditIncomplete, OpenAuditError) as exc:
+        print(f"openaudit: the audit could not complete: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        print("openaudit: interrupted", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except Exception as exc:  # never a traceback for users; --debug shows it
+        if args.debug:
+            raise
+        print(f"openaudit: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_USAGE
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from openaudit.audit import AuditOptions, audit
+    from openaudit.report.formats import FORMAT_BY_NAME
+
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    report = audit(args.source, AuditOptions(hash_weights=not args.no_hash, show_progress=show_progress))
+    _write(FORMAT_BY_NAME[args.format](report), args.output)
+    failed = _failed_gates(report, args.fail_on)
+    for gate in failed:
+        print(f"openaudit: gate failed: {gate}", file=sys.stderr)
+    return EXIT_GATE if failed else EXIT_OK
+
+
+def _failed_gates(report, gates: Sequence[str]) -> list[str]:
+    failed = []
+    for gate in gates:
+        if gate in SEVERITY_GATES:
+            threshold = len(SEVERITY_GATES) - SEVERITY_GATES.index(gate)
+            hits = [f for f in report.findings if f.severity.rank >= threshold]
+            if hits:
+                failed.append(f"{len(hits)} finding(s) of severity {gate} or above")
+        elif gate == "unsafe-code":
+            hits = [f for f in report.findings if f.id == "unsafe-code"]
+            if hits:
+                failed.append(f"{len(hits)} unsafe-code finding(s)")
+        elif gate == "checksum-mismatch":
+            hits = [f for f in report.weights.files if f.checksum == "mismatch"]
+            if hits:
+                failed.append(f"{len(hits)} file(s) do not match their published checksum")
+    return failed
+
+
+def _write(text: str, output: str | None) -> None:
+    if output in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None

@@ -1,0 +1,73 @@
+"""YAML from a release, read safely: size, nesting and aliases bounded, no language-specific tags.
+
+``yaml.safe_load`` already refuses ``!!python/...`` tags, but it does build alias "bombs" (a few lines that
+expand to billions of nodes once walked), and it recurses without a depth limit. We walk the event stream
+first, which costs little, and only construct documents that pass.
+"""
+
+from __future__ import annotations
+
+from openaudit.errors import MalformedInput
+
+MAX_YAML_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
+MAX_DEPTH = 64
+MAX_EVENTS = 500_000
+
+
+def load_yaml_bounded(text: str, what: str) -> object:
+    """Parse one YAML document from an untrusted file, or raise MalformedInput naming the problem."""
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise MalformedInput("yaml-too-large", f"{what} is larger than {MAX_YAML_BYTES} bytes")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    # Count the nodes the document would have once every alias is expanded: an alias adds the expanded
+    # size of the node it names. Billion-laughs documents use few aliases but expand exponentially.
+    anchor_sizes: dict[str, int] = {}
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, expanded size so far) per open collection
+    expanded = events = 0
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            events += 1
+            if events > MAX_EVENTS:
+                raise MalformedInput("yaml-too-large", f"{what} has more than {MAX_EVENTS} YAML events")
+            tag = getattr(event, "tag", None)
+            if tag and (tag.startswith("tag:yaml.org,2002:python/") or tag.startswith("!!python")):
+                raise MalformedInput(
+                    "yaml-code-tag", f"{what} carries the tag {tag!s}, which an unsafe YAML loader would execute"
+                )
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                open_nodes.append((event.anchor, 1))
+                if len(open_nodes) > MAX_DEPTH:
+                    raise MalformedInput("yaml-too-deep", f"{what} nests deeper than {MAX_DEPTH} levels")
+                continue
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, size = open_nodes.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, size = event.anchor, 1
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, size = None, anchor_sizes.get(event.anchor, 1)
+            else:
+                continue
+            if anchor is not None:
+                anchor_sizes[anchor] = size
+            expanded += size if isinstance(event, yaml.AliasEvent) else 0
+            if open_nodes:
+                parent_anchor, parent_size = open_nodes[-1]
+                open_nodes[-1] = (parent_anchor, parent_size + size)
+            if size > MAX_EXPANDED_NODES or expanded > MAX_EXPANDED_NODES:
+                raise MalformedInput(
+                    "yaml-alias-bomb",
+                    f"{what} uses YAML aliases that expand to more than {MAX_EXPANDED_NODES:,} nodes (an alias bomb)",
+                )
+        return yaml.load(text, Loader=loader)
+    except MalformedInput:
+        raise
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise MalformedInput("invalid-yaml", f"{what} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise MalformedInput("yaml-too-deep", f"{what} nests too deeply") from None

@@ -1,0 +1,209 @@
+"""Find and read every weights file of a release (by content, whatever its name) and total the tensors.
+
+Formats are recognised by their first bytes, not their names: a pickle called ``tensor00000_000`` or
+``notes.txt`` is still a pickle. Only headers and opcodes are read, never the data.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from openaudit.errors import MalformedInput
+from openaudit.findings import Finding, finding
+from openaudit.inspect.shard_index import IndexCheck, check_index, is_index
+from openaudit.inspect.tensors import BUFFER, INTEGER_DTYPES, PARAMETER, SCALE, TensorRecord, WeightsFileScan
+from openaudit.limits import open_regular
+from openaudit.release import WEIGHTS, Release, ReleaseFile
+
+_SNIFF_BYTES = 64
+_GROK_LEAF = re.compile(r"(^|/)tensor\d{5}_\d{3}$")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".dat", ".data")
+
+# Stored tensors that are not parameters, by name: (pattern, reason).
+_BUFFER_NAMES = (
+    (re.compile(r"(^|\.)position_ids$"), "position index buffer"),
+    (re.compile(r"(^|\.)token_type_ids$"), "token-type index buffer"),
+    (re.compile(r"(^|\.)inv_freq$"), "rotary embedding inverse frequencies (recomputed from the config)"),
+    (re.compile(r"(^|\.)attn\.(bias|masked_bias)$"), "causal attention mask buffer"),
+    (re.compile(r"(^|\.)attention\.(bias|masked_bias)$"), "causal attention mask buffer"),
+    (re.compile(r"(^|\.)(cos|sin)_cached$"), "cached rotary table"),
+)
+
+
+@dataclass(frozen=True)
+class BufferRecord:
+    name: str
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+    elements: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class WeightsInspection:
+    """The weights of a release: one scan per weights file, the index checks, and the totals."""
+
+    scans: tuple[WeightsFileScan, ...]
+    indexes: tuple[IndexCheck, ...]
+    tensors: tuple[TensorRecord, ...]  # every stored tensor, roles resolved
+    buffers: tuple[BufferRecord, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def format(self) -> str:
+        formats = {scan.format for scan in self.scans}
+        if not formats:
+            return "none"
+        return formats.pop() if len(formats) == 1 else "mixed"
+
+    @property
+    def parameters(self) -> int:
+        return sum(t.elements for t in self.tensors if t.role == PARAMETER)
+
+    @property
+    def elements(self) -> int:
+        return sum(t.elements for t in self.tensors)
+
+    def parameters_by_dtype(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for tensor in self.tensors:
+            if tensor.role == PARAMETER:
+                counts[tensor.dtype] += tensor.elements
+        return dict(sorted(counts.items()))
+
+    def scan_of(self, path: str) -> WeightsFileScan | None:
+        return next((scan for scan in self.scans if scan.path == path), None)
+
+
+def sniff(entry: ReleaseFile) -> str | None:
+    """The weights format of a file from its first bytes (and, for ambiguous cases, its name)."""
+    if entry.size == 0:
+        return "empty" if entry.kind == WEIGHTS else None
+    try:
+        with open_regular(entry.location) as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except MalformedInput:
+        return None
+    lower = entry.path.lower()
+    if head[:4] == b"GGUF" or lower.endswith(".gguf"):
+        return "gguf"
+    if lower.endswith(".safetensors") or _looks_like_safetensors(head, entry.size):
+        return "safetensors"
+    from openaudit.inspect.pickles import sniff_pickle
+
+    if head[:4] == b"PK\x03\x04" or sniff_pickle(head) or lower.endswith(_PICKLE_SUFFIXES):
+        return "pickle"
+    return None
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 2 <= length <= size - 8 and head[8:9] == b"{"
+
+
+def inspect_weights(release: Release) -> WeightsInspection:
+    """Scan every file that holds weights, check sharded indexes, and resolve parameter/buffer roles."""
+    from openaudit.inspect import gguf, pickles, safetensors
+
+    scanners = {
+        "safetensors": safetensors.scan_safetensors,
+        "gguf": gguf.scan_gguf,
+        "pickle": pickles.scan_pickle_file,
+    }
+    scans: list[WeightsFileScan] = []
+    findings: list[Finding] = []
+    for entry in release.files:
+        if is_index(entry.path):
+            continue
+        kind = sniff(entry)
+        if kind is None:
+            continue
+        if kind == "empty":
+            findings.append(finding("empty-weights-file", "the weights file is empty", entry.path))
+            continue
+        scan = scanners[kind](entry.location, entry.path, entry.size)
+        if kind == "pickle" and not scan.tensors and not scan.imports and not scan.findings and entry.kind != WEIGHTS:
+            continue  # a zip or a text file that merely started like one: not weights
+        scans.append(scan)
+    scans = _name_grok_leaves(scans, findings)
+    by_path = {scan.path: scan for scan in scans}
+    indexes = tuple(check_index(entry, release, by_path) for entry in release.files if is_index(entry.path))
+    for check in indexes:
+        findings.extend(check.findings)
+    for scan in scans:
+        findings.extend(scan.findings)
+    tensors, buffers = _resolve_roles(scans)
+    findings.extend(_duplicate_tensors(tensors))
+    return WeightsInspection(tuple(scans), indexes, tensors, buffers, tuple(findings))
+
+
+def _name_grok_leaves(scans: list[WeightsFileScan], findings: list[Finding]) -> list[WeightsFileScan]:
+    """Give the leaves of Grok-1-format checkpoint folders their parameter names."""
+    folders: dict[str, list[WeightsFileScan]] = defaultdict(list)
+    for scan in scans:
+        if scan.format == "pickle" and _GROK_LEAF.search(scan.path):
+            folders[scan.path.rpartition("/")[0]].append(scan)
+    if not folders:
+        return scans
+    from openaudit.inspect.grok_checkpoint import name_grok_leaves
+
+    renamed: dict[str, WeightsFileScan] = {}
+    for _, leaves in sorted(folders.items()):
+        named, problems = name_grok_leaves(leaves)
+        findings.extend(problems)
+        renamed.update((scan.path, scan) for scan in named)
+    return [renamed.get(scan.path, scan) for scan in scans]
+
+
+def _resolve_roles(scans: Sequence[WeightsFileScan]) -> tuple[tuple[TensorRecord, ...], tuple[BufferRecord, ...]]:
+    from dataclasses import replace
+
+    tensors: list[TensorRecord] = []
+    buffers: list[BufferRecord] = []
+    for scan in scans:
+        for tensor in scan.tensors:
+            reason = None if tensor.role == SCALE else buffer_reason(tensor)
+            if reason is not None:
+                tensor = replace(tensor, role=BUFFER)
+                buffers.append(BufferRecord(tensor.name, tensor.file, tensor.dtype, tensor.shape, tensor.elements, reason))
+            tensors.append(tensor)
+    return tuple(tensors), tuple(buffers)
+
+
+def buffer_reason(tensor: TensorRecord) -> str | None:
+    """Why a stored tensor is a buffer rather than a parameter, or None if it is a parameter.
+
+    Named buffers (position ids, rotary inverse frequencies, GPT-2's attention masks) are recognised by
+    name; wide integer and boolean tensors are index or mask buffers. Int8/uint8 tensors stay parameters:
+    they are how quantized weights (Grok-1's int8 matrices, bitsandbytes) are stored.
+    """
+    if tensor.role == BUFFER:
+        return "stored as a buffer"
+    for pattern, reason in _BUFFER_NAMES:
+        if pattern.search(tensor.name):
+            return reason
+    if tensor.dtype in INTEGER_DTYPES and tensor.dtype not in ("I8", "U8") and tensor.pairs_with is None:
+        return f"{tensor.dtype} integer tensor (index or mask buffer)"
+    return None
+
+
+def _duplicate_tensors(tensors: Sequence[TensorRecord]) -> list[Finding]:
+    seen: dict[str, str] = {}
+    findings = []
+    for tensor in tensors:
+        earlier = seen.setdefault(tensor.name, tensor.file)
+        if earlier != tensor.file:
+            findings.append(finding("duplicate-tensor", f"{tensor.name!r} is also stored in {earlier}", tensor.file))
+    return findings
+
+
+def weights_kinds(inspection: WeightsInspection) -> Mapping[str, str]:
+    """Release paths that content sniffing showed to be weights (for re-classifying the inventory)."""
+    return {scan.path: WEIGHTS for scan in inspection.scans}

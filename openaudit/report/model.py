@@ -1,0 +1,123 @@
+"""The Report: frozen dataclasses that every output format renders. Key paths are a public contract
+(see schemas/report.schema.json); add fields, never rename them."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from openaudit.findings import Finding
+
+SCHEMA_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    kind: str  # directory | file | hf-cache | hub
+    path: str
+    repo_id: str | None = None
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class InventoryFile:
+    path: str
+    kind: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    files: tuple[InventoryFile, ...]
+    total_bytes: int
+    by_kind: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    path: str
+    format: str
+    container: str
+    bytes: int
+    tensors: int
+    parameters: int
+    sha256: str | None
+    checksum: str  # verified | mismatch | unpublished | skipped
+    checksum_source: str | None
+    complete: bool
+    imports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+    elements: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Parameters:
+    total: int
+    by_dtype: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ShardIndexSummary:
+    path: str
+    shards: int
+    tensors: int
+    total_size: int | None
+    observed_total_size: int | None
+
+
+@dataclass(frozen=True)
+class Weights:
+    format: str  # safetensors | gguf | pickle | mixed | none
+    files: tuple[WeightsFile, ...]
+    tensors: int
+    parameters: Parameters
+    buffers: tuple[Buffer, ...]
+    elements: int
+    indexes: tuple[ShardIndexSummary, ...] = ()
+    metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    schema_version: str
+    tool: ToolInfo
+    source: SourceInfo
+    release: ReleaseSummary
+    weights: Weights
+    findings: tuple[Finding, ...]
+    architecture: Any = None
+    license: Any = None
+    claims: tuple[Any, ...] = ()
+    run: Any = None
+    openness: Any = None
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, tuples and mappings to plain JSON values, keeping field order."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value

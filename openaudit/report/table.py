@@ -1,0 +1,89 @@
+"""The report for people: rich tables. Every string from the release is shown as plain text, never as
+rich markup, and with control characters escaped, so file and tensor names cannot style or drive the
+terminal."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from openaudit.release import printable
+from openaudit.report.model import Report
+
+_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+_CHECKSUM_STYLE = {"verified": "green", "mismatch": "bold red", "unpublished": "dim", "skipped": "dim"}
+
+
+def _t(value: object, style: str = "") -> Text:
+    return Text(printable(str(value)), style=style)
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if value < 1000 or unit == "PB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1000
+    return f"{count} B"
+
+
+def render(report: Report, width: int | None = None) -> str:
+    buffer = io.StringIO()
+    color = os.environ.get("NO_COLOR") is None and os.environ.get("FORCE_COLOR") is not None
+    console = Console(file=buffer, width=width or 120, force_terminal=color, color_system="standard" if color else None)
+    console.print(Group(*_sections(report)))
+    return buffer.getvalue()
+
+
+def _sections(report: Report):
+    weights = report.weights
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("Source", _t(f"{report.source.path} ({report.source.kind})"))
+    if report.source.repo_id:
+        summary.add_row("Repository", _t(f"{report.source.repo_id} @ {report.source.revision}"))
+    kinds = ", ".join(f"{count} {kind}" for kind, count in report.release.by_kind.items())
+    summary.add_row("Files", _t(f"{len(report.release.files)} ({human_bytes(report.release.total_bytes)}): {kinds}"))
+    summary.add_row("Weights", _t(f"{weights.format}, {len(weights.files)} file(s), {weights.tensors:,} tensors"))
+    summary.add_row("Parameters", _t(f"{weights.parameters.total:,}"))
+    if weights.parameters.by_dtype:
+        summary.add_row("  by dtype", _t(", ".join(f"{d} {n:,}" for d, n in weights.parameters.by_dtype.items())))
+    buffered = sum(b.elements for b in weights.buffers)
+    summary.add_row("Stored elements", _t(f"{weights.elements:,} ({len(weights.buffers)} buffers, {buffered:,} elements)"))
+    for index in weights.indexes:
+        claimed = "absent" if index.total_size is None else f"{index.total_size:,}"
+        summary.add_row("Shard index", _t(f"{index.path}: {index.shards} shards, total_size {claimed}"))
+    yield summary
+
+    if weights.files:
+        table = Table(title="Weights files", box=box.SIMPLE_HEAVY, title_justify="left")
+        for column in ("File", "Format", "Size", "Tensors", "Parameters", "Checksum"):
+            table.add_column(column, justify="right" if column in ("Size", "Tensors", "Parameters") else "left")
+        shown = weights.files if len(weights.files) <= 40 else weights.files[:40]
+        for entry in shown:
+            table.add_row(
+                _t(entry.path), _t(entry.container), _t(human_bytes(entry.bytes)), _t(f"{entry.tensors:,}"),
+                _t(f"{entry.parameters:,}"), _t(entry.checksum, _CHECKSUM_STYLE.get(entry.checksum, "")),
+            )
+        if len(weights.files) > len(shown):
+            table.caption = f"… and {len(weights.files) - len(shown)} more files (see --format json)"
+        yield table
+
+    if report.findings:
+        table = Table(title=f"Findings ({len(report.findings)})", box=box.SIMPLE_HEAVY, title_justify="left")
+        table.add_column("Severity")
+        table.add_column("Finding")
+        table.add_column("Where")
+        table.add_column("What", overflow="fold")
+        for item in report.findings:
+            severity = item.severity.value
+            table.add_row(_t(severity, _SEVERITY_STYLE[severity]), _t(item.id), _t(item.location or ""), _t(item.message))
+        yield table
+    else:
+        yield Text("No findings.", style="green")
