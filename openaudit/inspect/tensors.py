@@ -43,7 +43,7 @@ BUFFER = "buffer"
 SCALE = "scale"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorRecord:
     """One stored tensor, as its file describes it; nothing here was read from the data region.
 
