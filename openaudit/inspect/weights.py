@@ -94,11 +94,15 @@ def sniff(entry: ReleaseFile) -> str | None:
         return "gguf"
     if lower.endswith(".safetensors") or _looks_like_safetensors(head, entry.size):
         return "safetensors"
-    from openaudit.inspect.pickles import sniff_pickle
-
-    if head[:4] == b"PK\x03\x04" or sniff_pickle(head) or lower.endswith(_PICKLE_SUFFIXES):
+    if head[:4] == b"PK\x03\x04" or lower.endswith(_PICKLE_SUFFIXES) or _sniff_pickle(head):
         return "pickle"
     return None
+
+
+def _sniff_pickle(head: bytes) -> bool:
+    from openaudit.inspect.pickles import sniff_pickle
+
+    return sniff_pickle(head)
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -110,13 +114,6 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 def inspect_weights(release: Release) -> WeightsInspection:
     """Scan every file that holds weights, check sharded indexes, and resolve parameter/buffer roles."""
-    from openaudit.inspect import gguf, pickles, safetensors
-
-    scanners = {
-        "safetensors": safetensors.scan_safetensors,
-        "gguf": gguf.scan_gguf,
-        "pickle": pickles.scan_pickle_file,
-    }
     scans: list[WeightsFileScan] = []
     findings: list[Finding] = []
     for entry in release.files:
@@ -128,7 +125,7 @@ def inspect_weights(release: Release) -> WeightsInspection:
         if kind == "empty":
             findings.append(finding("empty-weights-file", "the weights file is empty", entry.path))
             continue
-        scan = scanners[kind](entry.location, entry.path, entry.size)
+        scan = _scanner(kind)(entry.location, entry.path, entry.size)
         if kind == "pickle" and not scan.tensors and not scan.imports and not scan.findings and entry.kind != WEIGHTS:
             continue  # a zip or a text file that merely started like one: not weights
         scans.append(scan)
@@ -142,6 +139,21 @@ def inspect_weights(release: Release) -> WeightsInspection:
     tensors, buffers = _resolve_roles(scans)
     findings.extend(_duplicate_tensors(tensors))
     return WeightsInspection(tuple(scans), indexes, tensors, buffers, tuple(findings))
+
+
+def _scanner(kind: str):
+    """The scan function of a format, imported on first use (a safetensors audit never loads the rest)."""
+    if kind == "safetensors":
+        from openaudit.inspect.safetensors import scan_safetensors
+
+        return scan_safetensors
+    if kind == "gguf":
+        from openaudit.inspect.gguf import scan_gguf
+
+        return scan_gguf
+    from openaudit.inspect.pickles import scan_pickle_file
+
+    return scan_pickle_file
 
 
 def _name_grok_leaves(scans: list[WeightsFileScan], findings: list[Finding]) -> list[WeightsFileScan]:
