@@ -31,6 +31,7 @@ _BUFFER_NAMES = (
     (re.compile(r"(^|\.)attn\.(bias|masked_bias)$"), "causal attention mask buffer"),
     (re.compile(r"(^|\.)attention\.(bias|masked_bias)$"), "causal attention mask buffer"),
     (re.compile(r"(^|\.)(cos|sin)_cached$"), "cached rotary table"),
+    (re.compile(r"(^|\.)rope_freqs\.weight$"), "rotary frequency factors (computed from the config)"),
 )
 
 
@@ -46,17 +47,28 @@ class BufferRecord:
 
 @dataclass(frozen=True)
 class WeightsInspection:
-    """The weights of a release: one scan per weights file, the index checks, and the totals."""
+    """The weights of a release: one scan per weights file, the index checks, and the totals.
+
+    A release may ship the same model several times (``model.safetensors`` beside ``pytorch_model.bin``,
+    or several GGUF quantizations). Each copy is a *set* of files; one set is primary and the others are
+    ``alternates``: their files are scanned and checked, but ``tensors`` and every total count the
+    primary set only, so a model is never counted twice.
+    """
 
     scans: tuple[WeightsFileScan, ...]
     indexes: tuple[IndexCheck, ...]
-    tensors: tuple[TensorRecord, ...]  # every stored tensor, roles resolved
+    tensors: tuple[TensorRecord, ...]  # every stored tensor of the primary sets, roles resolved
     buffers: tuple[BufferRecord, ...]
     findings: tuple[Finding, ...]
+    alternates: frozenset[str] = frozenset()  # paths of files that hold another copy of the model
+
+    @property
+    def primary_scans(self) -> tuple[WeightsFileScan, ...]:
+        return tuple(scan for scan in self.scans if scan.path not in self.alternates)
 
     @property
     def format(self) -> str:
-        formats = {scan.format for scan in self.scans}
+        formats = {scan.format for scan in self.primary_scans}
         if not formats:
             return "none"
         return formats.pop() if len(formats) == 1 else "mixed"
@@ -136,9 +148,95 @@ def inspect_weights(release: Release) -> WeightsInspection:
         findings.extend(check.findings)
     for scan in scans:
         findings.extend(scan.findings)
-    tensors, buffers = _resolve_roles(scans)
+    alternates = _alternate_copies(scans, indexes, findings)
+    tensors, buffers = _resolve_roles([scan for scan in scans if scan.path not in alternates])
     findings.extend(_duplicate_tensors(tensors))
-    return WeightsInspection(tuple(scans), indexes, tensors, buffers, tuple(findings))
+    return WeightsInspection(tuple(scans), indexes, tensors, buffers, tuple(findings), alternates)
+
+
+_FORMAT_PREFERENCE = {"safetensors": 0, "gguf": 1, "pickle": 2}
+_GGUF_SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.I)
+
+
+def _weight_sets(scans: Sequence[WeightsFileScan], indexes: Sequence[IndexCheck]) -> list[list[WeightsFileScan]]:
+    """Group files into copies of a model: an index's shards, a split GGUF, a folder of one format."""
+    group_of: dict[str, str] = {}
+    for check in indexes:
+        if check.index is not None:
+            for shard in check.index.shards:
+                group_of.setdefault(shard, f"index:{check.index.path}")
+    groups: dict[str, list[WeightsFileScan]] = defaultdict(list)
+    for scan in scans:
+        folder = scan.path.rpartition("/")[0]
+        if scan.path in group_of:
+            key = group_of[scan.path]
+        elif scan.format == "gguf":
+            key = "gguf:" + _GGUF_SPLIT.sub("", scan.path)
+        else:
+            key = f"{scan.format}:{scan.container}:{folder}"
+        groups[key].append(scan)
+    return list(groups.values())
+
+
+def _alternate_copies(scans: Sequence[WeightsFileScan], indexes: Sequence[IndexCheck], findings: list[Finding]) -> frozenset[str]:
+    sets = _weight_sets(scans, indexes)
+    if len(sets) < 2:
+        return frozenset()
+
+    def parameters(group: list[WeightsFileScan]) -> int:
+        return sum(t.elements for scan in group for t in scan.tensors if t.role == PARAMETER)
+
+    def names(group: list[WeightsFileScan]) -> set[str]:
+        from openaudit.families.naming import canonical
+
+        return {canonical(t.name) for scan in group for t in scan.tensors}
+
+    def size(group: list[WeightsFileScan]) -> int:
+        return sum(t.nbytes or 0 for scan in group for t in scan.tensors)
+
+    ordered = sorted(sets, key=lambda g: (_FORMAT_PREFERENCE.get(g[0].format, 9), -size(g), g[0].path))
+    primaries: list[list[WeightsFileScan]] = []
+    alternates: set[str] = set()
+    for group in ordered:
+        group_names, group_params = names(group), parameters(group)
+        copy_of = None
+        for primary in primaries:
+            primary_names, primary_params = names(primary), parameters(primary)
+            overlap = len(group_names & primary_names) / max(1, min(len(group_names), len(primary_names)))
+            close = primary_params > 0 and abs(group_params - primary_params) <= primary_params // 100
+            if overlap >= 0.5 or close:
+                copy_of = primary
+                break
+        if copy_of is None:
+            primaries.append(group)
+            continue
+        alternates.update(scan.path for scan in group)
+        where = copy_of[0].path if len(copy_of) == 1 else f"{copy_of[0].path} and {len(copy_of) - 1} more"
+        findings.append(
+            finding("alternate-weights-copy",
+                    f"{len(group)} file(s) hold another copy of the model in {where}; counted once, from {where}",
+                    group[0].path)
+        )
+        findings.extend(_compare_copies(copy_of, group))
+    return frozenset(alternates)
+
+
+def _compare_copies(primary: list[WeightsFileScan], alternate: list[WeightsFileScan]) -> list[Finding]:
+    """Two copies that use the same tensor names must agree on their shapes."""
+    shapes = {t.name: t.shape for scan in primary for t in scan.tensors}
+    problems = []
+    for scan in alternate:
+        for tensor in scan.tensors:
+            expected = shapes.get(tensor.name)
+            if expected is not None and tuple(expected) != tuple(tensor.shape) and tensor.role != SCALE:
+                problems.append(
+                    finding("alternate-copy-differs",
+                            f"{tensor.name} has shape {list(tensor.shape)} here but {list(expected)} in the primary copy",
+                            scan.path)
+                )
+                if len(problems) >= 20:
+                    return problems
+    return problems
 
 
 def _scanner(kind: str):
