@@ -175,7 +175,24 @@ def _weight_sets(scans: Sequence[WeightsFileScan], indexes: Sequence[IndexCheck]
         else:
             key = f"{scan.format}:{scan.container}:{folder}"
         groups[key].append(scan)
-    return list(groups.values())
+    sets: list[list[WeightsFileScan]] = []
+    for key, members in groups.items():
+        if key.startswith("index:"):
+            sets.append(members)
+            continue
+        # Files of one folder and format are shards of one copy when their tensor names are disjoint;
+        # a file repeating names already seen starts another copy.
+        copies: list[tuple[set[str], list[WeightsFileScan]]] = []
+        for scan in members:
+            names = {tensor.name for tensor in scan.tensors}
+            home = next((copy for copy in copies if not (copy[0] & names)), None)
+            if home is None:
+                copies.append((set(names), [scan]))
+            else:
+                home[0].update(names)
+                home[1].append(scan)
+        sets.extend(members for _, members in copies)
+    return sets
 
 
 def _alternate_copies(scans: Sequence[WeightsFileScan], indexes: Sequence[IndexCheck], findings: list[Finding]) -> frozenset[str]:
