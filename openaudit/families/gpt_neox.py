@@ -85,6 +85,10 @@ def config_from_hf(config: Mapping[str, Any]) -> Config:
     reader = ConfigReader(config, HF_KEYS)
     # transformers 4.5x renamed rotary_pct/rotary_emb_base to partial_rotary_factor/rope_theta.
     rotary = reader.float("partial_rotary_factor", reader.float("rotary_pct", 0.25))
+    # transformers 5 moves it into rope_parameters, which then wins.
+    rope_parameters = reader.mapping("rope_parameters")
+    if rope_parameters is not None and "partial_rotary_factor" in rope_parameters:
+        rotary = _hf.check_float(rope_parameters["partial_rotary_factor"], "rope_parameters.partial_rotary_factor")
     base = reader.float("rotary_emb_base", 10000.0)
     theta, scaling = _hf.read_rope(reader, base)
     architectures = reader.architectures()
