@@ -12,7 +12,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Mapping
 
-from openaudit.resources import data_dir
+from openaudit.resources import data_dir, load_data_yaml
 
 
 class Severity(str, Enum):
@@ -51,11 +51,9 @@ class Finding:
 @lru_cache(maxsize=1)
 def catalogue() -> Mapping[str, FindingRule]:
     """Every finding rule, from all ``checks/findings/*.yaml`` files; duplicate ids are an error."""
-    import yaml
-
     rules: dict[str, FindingRule] = {}
     for path in sorted(data_dir("checks").joinpath("findings").glob("*.yaml")):
-        entries = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader()) or []
+        entries = load_data_yaml(path) or []
         for entry in entries:
             rule = FindingRule(
                 id=entry["id"],
@@ -67,12 +65,6 @@ def catalogue() -> Mapping[str, FindingRule]:
                 raise ValueError(f"finding id {rule.id!r} is defined twice (second time in {path.name})")
             rules[rule.id] = rule
     return rules
-
-
-def _loader():
-    import yaml
-
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def finding(rule_id: str, message: str, location: str | None = None, severity: Severity | None = None) -> Finding:

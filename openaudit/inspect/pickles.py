@@ -491,12 +491,9 @@ def _compat_names(module: str, name: str) -> list[str]:
 @lru_cache(maxsize=1)
 def global_policy() -> GlobalPolicy:
     """The policy in ``checks/pickle_globals.yaml``."""
-    import yaml
+    from openaudit.resources import data_dir, load_data_yaml
 
-    from openaudit.resources import data_dir
-
-    text = data_dir("checks").joinpath("pickle_globals.yaml").read_text(encoding="utf-8")
-    document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    document = load_data_yaml(data_dir("checks").joinpath("pickle_globals.yaml"))
     return GlobalPolicy(
         allow=frozenset(document.get("allow") or ()),
         critical=tuple(document.get("critical") or ()),
