@@ -6,14 +6,18 @@ from collections import Counter
 from dataclasses import dataclass
 
 from openaudit import __version__
-from openaudit.findings import Finding
+from openaudit.evidence import ArchitectureEvidence, Evidence, gather
+from openaudit.findings import Finding, finding
 from openaudit.inspect.card import find_card
 from openaudit.inspect.checksums import published_checksums, verify_checksums
+from openaudit.inspect.claim_sources import collect_claims, find_mof_file, load_mof_claims_file
+from openaudit.inspect.license_files import LicenseEvidence, license_evidence
 from openaudit.inspect.weights import WeightsInspection, inspect_weights, weights_kinds
 from openaudit.progress import byte_progress
 from openaudit.release import KINDS, Release
 from openaudit.report import model
 from openaudit.source.open import open_source
+from openaudit.verify import CONTRADICTED, Counts, Verdict, verify_claims
 
 
 @dataclass(frozen=True)
@@ -21,14 +25,19 @@ class AuditOptions:
     hash_weights: bool = True
     show_progress: bool = False
     hash_workers: int = 4
+    claims_file: str | None = None  # a Model Openness Tool YAML file (--claims)
 
 
 def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
     """Audit a release and return the Report. Raises UsageError if the source does not exist."""
+    mof_claims = load_mof_claims_file(options.claims_file) if options.claims_file else None
     release = open_source(source)
     weights = inspect_weights(release)
     release = release.with_kinds(weights_kinds(weights))
     card = find_card(release)
+    findings: list[Finding] = [*release.findings, *weights.findings]
+    if card is not None:
+        findings.extend(card.findings)
 
     weight_entries = [release.file(scan.path) for scan in weights.scans]
     published, checksum_findings = published_checksums(release)
@@ -36,10 +45,30 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         checksums, mismatch_findings = verify_checksums(
             weight_entries, published, compute=options.hash_weights, workers=options.hash_workers, progress=advance
         )
+    findings += [*checksum_findings, *mismatch_findings]
 
-    findings: list[Finding] = [*release.findings, *weights.findings, *checksum_findings, *mismatch_findings]
-    if card is not None:
-        findings.extend(card.findings)
+    evidence = gather(release, weights)
+    findings.extend(evidence.findings)
+    mof = mof_claims or find_mof_file(release, findings)
+    claims = collect_claims(release, card, weights, evidence.config_json, evidence.config_path, mof)
+    licenses = license_evidence(release, card, claims)
+    findings.extend(licenses.findings)
+    verdicts = verify_claims(
+        claims, evidence, _counts(weights, evidence.architecture),
+        licenses_detected=[(d.key, d.source) for d in licenses.detected],
+        total_sizes={check.index.path: check.observed_total_size for check in weights.indexes if check.index},
+    )
+    findings.extend(
+        finding("claim-contradicted", f"{v.subject}: the release says {v.claimed}; {v.reason}", v.source)
+        for v in verdicts if v.status == CONTRADICTED
+    )
+    if evidence.architecture.status == "mismatch":
+        hard = evidence.architecture.check.hard_mismatches
+        findings.append(finding("architecture-mismatch",
+                                f"the weights are not a {evidence.architecture.family} model with this config: "
+                                f"{len(hard)} differences, first {hard[0].kind} {hard[0].tensor}",
+                                evidence.architecture.config_source))
+
     return model.Report(
         schema_version=model.SCHEMA_VERSION,
         tool=model.ToolInfo("openaudit", __version__),
@@ -47,6 +76,57 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         release=_release_summary(release),
         weights=_weights_summary(release, weights, checksums),
         findings=tuple(sorted(findings, key=lambda f: (-f.severity.rank, f.id, f.location or ""))),
+        architecture=_architecture_summary(evidence.architecture),
+        license=_license_summary(licenses),
+        claims=tuple(model.ClaimResult(v.subject, v.claimed, v.observed, v.status, v.source, v.reason, v.text) for v in verdicts),
+    )
+
+
+def _counts(weights: WeightsInspection, architecture: ArchitectureEvidence) -> Counts:
+    if architecture.status == "match" and architecture.counts is not None:
+        counts = architecture.counts
+        experts = getattr(architecture.config, "num_experts", None) or None
+        return Counts(counts.total, counts.non_embedding, counts.one_expert_path if experts else None, experts)
+    return Counts(weights.parameters if weights.tensors else None)
+
+
+def _architecture_summary(architecture: ArchitectureEvidence) -> model.Architecture:
+    check = architecture.check
+    counts = architecture.counts
+    return model.Architecture(
+        family=architecture.family,
+        status=architecture.status,
+        reason=architecture.reason,
+        config_source=architecture.config_source,
+        expected_parameters=counts.total if counts is not None else (check.expected_parameters if check else None),
+        observed_parameters=check.observed_parameters if check else None,
+        mismatches=tuple(model.Mismatch(m.kind, m.tensor, m.expected, m.observed) for m in check.mismatches) if check else (),
+        counts=model.ParameterCounts(counts.total, counts.embedding, counts.non_embedding, counts.active, counts.one_expert_path)
+        if counts is not None else None,
+    )
+
+
+def _license_summary(licenses: LicenseEvidence) -> model.License:
+    from openaudit.inspect.license import catalogue
+
+    verdict = licenses.verdict
+    entries = catalogue()
+    keys = [*verdict.declared, *(d.key for d in licenses.detected)]
+    terms = []
+    for key in dict.fromkeys(keys):
+        entry = entries.get(key)
+        if entry is not None:
+            terms.append(model.LicenseTerms(entry.key, entry.name, entry.osi_approved, entry.open_data, entry.non_commercial,
+                                            tuple(r.summary for r in entry.use_restrictions)))
+    return model.License(
+        declared=verdict.declared,
+        detected=licenses.detected[0].key if licenses.detected else None,
+        status=verdict.status,
+        osi_approved=verdict.osi_approved,
+        reason=verdict.reason,
+        detections=tuple(model.LicenseDetected(d.key, d.source, d.method, round(d.confidence, 3), d.line) for d in licenses.detected),
+        declarations=tuple({"license": key, "source": source} for key, source in licenses.declared),
+        terms=tuple(terms),
     )
 
 
@@ -70,9 +150,10 @@ def _weights_summary(release: Release, weights: WeightsInspection, checksums) ->
         files.append(
             model.WeightsFile(
                 path=scan.path, format=scan.format, container=scan.container, bytes=entry.size,
-                tensors=per_file_tensors[scan.path], parameters=per_file_params[scan.path],
+                tensors=per_file_tensors[scan.path] if scan.path not in weights.alternates else len(scan.tensors),
+                parameters=per_file_params[scan.path],
                 sha256=check.sha256, checksum=check.status, checksum_source=check.source,
-                complete=scan.complete, imports=scan.imports,
+                complete=scan.complete, imports=scan.imports, copy="alternate" if scan.path in weights.alternates else "primary",
             )
         )
     indexes = tuple(

@@ -16,7 +16,7 @@ from openaudit.errors import AuditIncomplete, OpenAuditError, UsageError
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 SEVERITY_GATES = ("critical", "high", "medium", "low")
-NAMED_GATES = ("unsafe-code", "checksum-mismatch")
+NAMED_GATES = ("unsafe-code", "checksum-mismatch", "contradicted", "architecture-mismatch", "license-conflict")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=("table", "json"), default=os.environ.get("OPENAUDIT_FORMAT", "table"))
     audit.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
     audit.add_argument("--no-hash", action="store_true", help="do not compute sha256 of the weights files")
+    audit.add_argument("--claims", metavar="FILE.yml", help="a Model Openness Tool YAML file with the release's openness claims")
     audit.add_argument(
         "--fail-on",
         action="append",
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GATE",
         choices=SEVERITY_GATES + NAMED_GATES,
         help="exit 1 if the report has a finding of this severity or above (critical, high, medium, low), "
-        "an unsafe-code finding (unsafe-code) or a checksum mismatch (checksum-mismatch); repeatable",
+        "an unsafe-code finding, a checksum mismatch, a contradicted claim, an architecture mismatch or a "
+        "license conflict; repeatable",
     )
     progress = audit.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress on stderr")
@@ -82,7 +84,10 @@ def _audit(args: argparse.Namespace) -> int:
     from openaudit.report.formats import FORMAT_BY_NAME
 
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    report = audit(args.source, AuditOptions(hash_weights=not args.no_hash, show_progress=show_progress))
+    report = audit(
+        args.source,
+        AuditOptions(hash_weights=not args.no_hash, show_progress=show_progress, claims_file=args.claims),
+    )
     _write(FORMAT_BY_NAME[args.format](report), args.output)
     failed = _failed_gates(report, args.fail_on)
     for gate in failed:
@@ -106,6 +111,16 @@ def _failed_gates(report, gates: Sequence[str]) -> list[str]:
             hits = [f for f in report.weights.files if f.checksum == "mismatch"]
             if hits:
                 failed.append(f"{len(hits)} file(s) do not match their published checksum")
+        elif gate == "contradicted":
+            hits = [c for c in report.claims if c.status == "contradicted"]
+            if hits:
+                failed.append(f"{len(hits)} claim(s) contradicted by the release's files")
+        elif gate == "architecture-mismatch":
+            if report.architecture is not None and report.architecture.status == "mismatch":
+                failed.append("the weights do not match the architecture the config describes")
+        elif gate == "license-conflict":
+            if report.license is not None and report.license.status == "conflict":
+                failed.append(f"license conflict: {report.license.reason}")
     return failed
 
 

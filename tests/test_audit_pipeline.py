@@ -159,7 +159,7 @@ def test_links_out_of_the_release_and_special_files_are_findings(tmp_path: Path)
     (release / "weights.bin").mkdir()
     document = report_dict(release)
     assert finding_ids(document) == sorted(
-        ["path-escape", "path-escape", "symlink-loop", "special-file", "directory-named-like-weights"]
+        ["path-escape", "path-escape", "symlink-loop", "special-file", "directory-named-like-weights", "license-unknown"]
     )
     assert [entry["path"] for entry in document["release"]["files"]] == ["model.safetensors"]
 
@@ -192,7 +192,8 @@ def test_shard_index_total_size_and_weight_map_are_checked(tmp_path: Path) -> No
     del index["weight_map"]["layer.5.weight"]
     index_path.write_text(json.dumps(index))
     assert finding_ids(report_dict(tmp_path)) == [
-        "index-tensor-unlisted", "index-total-size-mismatch", "index-wrong-shard", "path-escape"
+        "claim-contradicted", "index-tensor-unlisted", "index-total-size-mismatch", "index-wrong-shard", "license-unknown",
+        "path-escape",
     ]
 
 

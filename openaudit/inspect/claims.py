@@ -120,11 +120,11 @@ _PROSE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # experts per token before experts, so "2 experts used per token" is not read as "2 experts"
         (EXPERTS_PER_TOKEN, rf"{_NUM}\s+(?:active\s+)?experts?\s+(?:are\s+|is\s+)?(?:used|active|activated|selected|chosen|routed|engaged)\s*(?:per|for\s+each|for\s+every|on\s+each|each)\s+token"),
         (EXPERTS_PER_TOKEN, r"top[- ]?(\d{1,2})()\s+(?:routing|experts|gating|expert\s+routing)"),
-        (EXPERTS_PER_TOKEN, rf"{_NUM}\s+(?:out\s+)?of\s+(?:the\s+)?\d+\s+experts"),
+        (EXPERTS_PER_TOKEN, rf"{_NUM}\s+(?:out\s+)?of\s+(?:the\s+|its\s+|their\s+)?\d+\s+experts"),
         (EXPERTS_PER_TOKEN, rf"(?:experts?\s+(?:utili[sz]ation|used\s+per\s+token|per\s+token|active\s+per\s+token)|num_experts_per_tok|experts_per_token|active\s+experts)\W{{0,6}}{_NUM}"),
         (EXPERTS, rf"(?:mixture|mix)[- ]of[- ]{_NUM}\s+experts"),
         (EXPERTS, rf"(?:^|[^\w.])(?:of\s+|with\s+|has\s+|uses\s+)?(?:the\s+)?\d*?{_NUM}\s+(?:routed\s+|total\s+)?experts\b(?!\s+(?:are\s+|is\s+)?(?:used|active|activated|selected|chosen|routed|engaged|per))"),
-        (EXPERTS, rf"\d+\s+(?:out\s+)?of\s+(?:the\s+)?{_NUM}\s+experts"),
+        (EXPERTS, rf"\d+\s+(?:out\s+)?of\s+(?:the\s+|its\s+|their\s+)?{_NUM}\s+experts"),
         (EXPERTS, rf"(?:number\s+of\s+experts|num_local_experts|num_experts|experts\s+count|expert_count)\W{{0,6}}{_NUM}"),
         (KV_HEADS, rf"{_NUM}\s+(?:attention\s+heads?\s+)?(?:for\s+)?(?:keys?\s*(?:/|and|&)\s*values?|key[- ]value|kv)(?:\s+heads?)?"),
         (KV_HEADS, rf"(?:key[- /]value|kv)\s+heads?\W{{0,6}}{_NUM}"),
@@ -167,23 +167,50 @@ def _clean_line(line: str) -> str:
     return re.sub(r"\s+", " ", line).strip()
 
 
-def claims_from_prose(text: str, path: str, first_line: int = 1) -> list[Claim]:
-    """Specification, parameter-count and license statements in Markdown prose, one pass per line."""
-    from openaudit.inspect.license import normalize_license_id
+_BLOCK_START = re.compile(r"^\s*(?:[-*+]\s|\d+[.)]\s|#|\||>)")
 
-    claims: list[Claim] = []
-    seen: set[tuple[str, object, int]] = set()
+
+def logical_lines(text: str, first_line: int = 1) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each statement unit: a wrapped paragraph is joined into one unit; list
+    items, headings and table rows stay units of their own; fenced code is skipped."""
     in_code = False
+    start, parts = 0, []
     for offset, raw in enumerate(text.splitlines()[:50_000]):
-        if raw.lstrip().startswith("```"):
+        number = first_line + offset
+        stripped = raw.strip()
+        if stripped.startswith("```"):
             in_code = not in_code
+            if parts:
+                yield start, " ".join(parts)
+                parts = []
             continue
         if in_code or len(raw) > 4000:
             continue
+        if not stripped or _BLOCK_START.match(raw):
+            if parts:
+                yield start, " ".join(parts)
+                parts = []
+            if stripped:
+                start, parts = number, [stripped]
+            continue
+        if not parts:
+            start = number
+        parts.append(stripped)
+        if len(parts) >= 40:  # bound a unit; very long paragraphs are read in pieces
+            yield start, " ".join(parts)
+            parts = []
+    if parts:
+        yield start, " ".join(parts)
+
+
+def claims_from_prose(text: str, path: str, first_line: int = 1) -> list[Claim]:
+    """Specification, parameter-count and license statements in Markdown prose, read per statement unit."""
+    claims: list[Claim] = []
+    seen: set[tuple[str, object, int]] = set()
+    for number, raw in logical_lines(text, first_line):
         line = _clean_line(raw)
         if not line:
             continue
-        number = first_line + offset
         source = f"{path}:{number}"
 
         def add(subject: str, value: object, quoted: str) -> None:
@@ -192,14 +219,14 @@ def claims_from_prose(text: str, path: str, first_line: int = 1) -> list[Claim]:
                 seen.add(key)
                 claims.append(Claim(subject, value, quoted.strip(), source))
 
-        taken: dict[str, list[tuple[int, int]]] = {}
+        taken: list[tuple[int, int]] = []
         for subject, pattern in _PROSE_PATTERNS:
             for match in pattern.finditer(line):
                 span = match.span(1)
                 # A number already read for a more specific subject is not read again for a general one.
-                if any(start <= span[0] < end for spans in taken.values() for start, end in spans):
+                if any(begin <= span[0] < end for begin, end in taken):
                     continue
-                taken.setdefault(subject, []).append(span)
+                taken.append(span)
                 value = _number(match.group(1), match.group(2) if match.lastindex and match.lastindex >= 2 else None)
                 add(subject, value, match.group(0))
         for pattern in _PARAMS_PROSE:
@@ -207,12 +234,23 @@ def claims_from_prose(text: str, path: str, first_line: int = 1) -> list[Claim]:
                 label = parse_size_label(f"{match.group(1)}{match.group(2)}")
                 if label is not None:
                     add(PARAMETERS, label.canonical, match.group(0))
-        for pattern in _LICENSE_PROSE:
-            for match in pattern.finditer(line):
-                key = normalize_license_id(match.group(1))
-                if key is not None:
-                    add(LICENSE, key, match.group(0))
+        for key, quoted in license_statements(line):
+            add(LICENSE, key, quoted)
     return claims
+
+
+def license_statements(line: str) -> list[tuple[str, str]]:
+    """Licenses a sentence says the release is under: "released under the Apache License, Version 2.0"."""
+    from openaudit.inspect.license import license_at_start, normalize_license_id
+
+    found = []
+    for pattern in _LICENSE_PROSE:
+        for match in pattern.finditer(line):
+            phrase = match.group(1)
+            key = license_at_start(line[match.start(1):match.start(1) + 200]) or normalize_license_id(phrase)
+            if key is not None:
+                found.append((key, match.group(0)))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class WeightsFile:
     checksum_source: str | None
     complete: bool
     imports: tuple[str, ...] = ()
+    copy: str = "primary"  # primary | alternate (another copy of the model, not counted in the totals)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,77 @@ class Weights:
 
 
 @dataclass(frozen=True)
+class Mismatch:
+    kind: str  # missing | unexpected | shape | dtype-role | count | tied-duplicate | extra-buffer
+    tensor: str
+    expected: str | None
+    observed: str | None
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    total: int
+    embedding: int
+    non_embedding: int
+    active: int
+    one_expert_path: int
+
+
+@dataclass(frozen=True)
+class Architecture:
+    family: str | None
+    status: str  # match | mismatch | unknown
+    reason: str
+    config_source: str | None
+    expected_parameters: int | None
+    observed_parameters: int | None
+    mismatches: tuple[Mismatch, ...] = ()
+    counts: ParameterCounts | None = None
+
+
+@dataclass(frozen=True)
+class LicenseDetected:
+    key: str
+    source: str
+    method: str
+    confidence: float
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class LicenseTerms:
+    key: str
+    name: str
+    osi_approved: bool | None
+    open_data: bool | None
+    non_commercial: bool
+    use_restrictions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class License:
+    declared: tuple[str, ...]
+    detected: str | None  # the license the files carry (first detection), as an SPDX id or AI license key
+    status: str  # consistent | conflict | undeclared | unknown
+    osi_approved: bool | None
+    reason: str
+    detections: tuple[LicenseDetected, ...] = ()
+    declarations: tuple[Mapping[str, Any], ...] = ()
+    terms: tuple[LicenseTerms, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    subject: str
+    claimed: Any
+    observed: Any
+    status: str  # verified | contradicted | unverifiable
+    source: str
+    reason: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class Report:
     schema_version: str
     tool: ToolInfo
@@ -101,9 +173,9 @@ class Report:
     release: ReleaseSummary
     weights: Weights
     findings: tuple[Finding, ...]
-    architecture: Any = None
-    license: Any = None
-    claims: tuple[Any, ...] = ()
+    architecture: Architecture | None = None
+    license: License | None = None
+    claims: tuple[ClaimResult, ...] = ()
     run: Any = None
     openness: Any = None
 

@@ -17,6 +17,13 @@ from openaudit.report.model import Report
 
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 _CHECKSUM_STYLE = {"verified": "green", "mismatch": "bold red", "unpublished": "dim", "skipped": "dim"}
+_CLAIM_MARK = {"verified": ("✓", "green"), "contradicted": ("✗", "bold red"), "unverifiable": ("?", "yellow")}
+_LICENSE_WORDS = {
+    "consistent": "consistent: what the release declares matches the license texts it carries",
+    "conflict": "CONFLICT: the release declares one license and carries another",
+    "undeclared": "undeclared: the files carry a license, but the release does not declare one",
+    "unknown": "unknown: no license is declared and none was recognised",
+}
 
 
 def _t(value: object, style: str = "") -> Text:
@@ -30,6 +37,18 @@ def human_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
         value /= 1000
     return f"{count} B"
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
+    return str(value)
 
 
 def render(report: Report, width: int | None = None) -> str:
@@ -59,7 +78,50 @@ def _sections(report: Report):
     for index in weights.indexes:
         claimed = "absent" if index.total_size is None else f"{index.total_size:,}"
         summary.add_row("Shard index", _t(f"{index.path}: {index.shards} shards, total_size {claimed}"))
+    arch = report.architecture
+    if arch is not None:
+        style = {"match": "green", "mismatch": "bold red"}.get(arch.status, "yellow")
+        family = arch.family or "unknown family"
+        text = Text(f"{family}: ", style="")
+        text.append(arch.status, style=style)
+        if arch.status == "match" and arch.expected_parameters is not None:
+            text.append(f" ({arch.expected_parameters:,} parameters expected from {printable(arch.config_source or '')})")
+        elif arch.status == "mismatch":
+            hard = [m for m in arch.mismatches if m.kind not in ("tied-duplicate", "extra-buffer")]
+            text.append(f" ({len(hard)} differences)")
+        else:
+            text.append(f" ({printable(arch.reason)})")
+        summary.add_row("Architecture", text)
+    lic = report.license
+    if lic is not None:
+        style = {"consistent": "green", "conflict": "bold red"}.get(lic.status, "yellow")
+        words = _LICENSE_WORDS.get(lic.status, lic.status)
+        shown = lic.detected or ", ".join(lic.declared) or "none"
+        osi = {True: "OSI-approved", False: "not OSI-approved", None: "OSI status unknown"}[lic.osi_approved]
+        summary.add_row("License", Text(f"{printable(shown)} ({osi}) — ").append(words, style=style))
     yield summary
+
+    if arch is not None and arch.status == "mismatch":
+        table = Table(title="Architecture differences", box=box.SIMPLE_HEAVY, title_justify="left")
+        for column in ("Kind", "Tensor", "Expected", "Observed"):
+            table.add_column(column)
+        for item in arch.mismatches[:40]:
+            table.add_row(_t(item.kind), _t(item.tensor), _t(item.expected or ""), _t(item.observed or ""))
+        yield table
+
+    if report.claims:
+        table = Table(title=f"Claims ({len(report.claims)})", box=box.SIMPLE_HEAVY, title_justify="left")
+        table.add_column("")
+        table.add_column("Subject")
+        table.add_column("Claimed")
+        table.add_column("Observed")
+        table.add_column("Source")
+        table.add_column("Why", overflow="fold")
+        for claim in report.claims:
+            mark, style = _CLAIM_MARK.get(claim.status, ("·", ""))
+            table.add_row(Text(mark, style=style), _t(claim.subject), _t(_value(claim.claimed)),
+                          _t(_value(claim.observed)), _t(claim.source), _t(claim.reason))
+        yield table
 
     if weights.files:
         table = Table(title="Weights files", box=box.SIMPLE_HEAVY, title_justify="left")
