@@ -83,10 +83,12 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
 
 
 def _counts(weights: WeightsInspection, architecture: ArchitectureEvidence) -> Counts:
+    """What the weights hold. With a matching architecture the count excludes tied copies and includes the
+    optional tensors present (a pooler, task heads), and the family splits it into embedding and the rest."""
     if architecture.status == "match" and architecture.counts is not None:
-        counts = architecture.counts
+        counts, observed = architecture.counts, architecture.check.observed_parameters
         experts = getattr(architecture.config, "num_experts", None) or None
-        return Counts(counts.total, counts.non_embedding, counts.one_expert_path if experts else None, experts)
+        return Counts(observed, observed - counts.embedding, counts.one_expert_path if experts else None, experts)
     return Counts(weights.parameters if weights.tensors else None)
 
 
@@ -98,7 +100,7 @@ def _architecture_summary(architecture: ArchitectureEvidence) -> model.Architect
         status=architecture.status,
         reason=architecture.reason,
         config_source=architecture.config_source,
-        expected_parameters=counts.total if counts is not None else (check.expected_parameters if check else None),
+        expected_parameters=check.expected_parameters if check else (counts.total if counts is not None else None),
         observed_parameters=check.observed_parameters if check else None,
         mismatches=tuple(model.Mismatch(m.kind, m.tensor, m.expected, m.observed) for m in check.mismatches) if check else (),
         counts=model.ParameterCounts(counts.total, counts.embedding, counts.non_embedding, counts.active, counts.one_expert_path)

@@ -121,7 +121,7 @@ def _billions(count: int) -> str:
 
 def label_matches(label: SizeLabel, count: int, value: float | None = None) -> str | None:
     """How ``count`` yields the label ("rounded" or "truncated"), or None."""
-    target = label.value / label.experts if label.experts and value is None else (value if value is not None else label.value)
+    target = label.value if value is None else value
     step = label.unit / (10 ** label.decimals)
     if round(count / step) * step == round(target / step) * step:
         return "rounded"
@@ -149,7 +149,7 @@ def _size_verdict(claim: Claim, counts: Counts) -> Verdict:
         if counts.experts != label.experts:
             return Verdict(claim.subject, label.canonical, observed, CONTRADICTED, claim.source,
                            f"the label says {label.experts} experts; the weights have {counts.experts}", claim.text)
-        per_expert_value = label.value / label.experts
+        per_expert_value = label.value  # "8x7B": 7B along one expert path
         how = label_matches(label, counts.one_expert_path, per_expert_value)
         if how:
             return Verdict(claim.subject, label.canonical, observed, VERIFIED, claim.source,

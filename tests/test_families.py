@@ -81,7 +81,9 @@ PUBLISHED = [
     ("allenai--OLMo-2-1124-7B", "olmo2", 7_298_617_344, None),
     ("openai-community--gpt2", "gpt2", 124_439_808, None),
     ("EleutherAI--pythia-160m", "gpt_neox", 162_322_944, 85_056_000),
-    ("google-bert--bert-base-uncased", "bert", 109_482_240, None),
+    # The config declares BertForMaskedLM, which transformers builds without the pooler (590,592 parameters);
+    # with the pooler that the released checkpoint stores it is the published 109,482,240 (BertModel).
+    ("google-bert--bert-base-uncased", "bert", 108_891_648, None),
 ]
 
 
@@ -180,6 +182,8 @@ def test_forward_pass_hyperparameters_from_real_configs() -> None:
 
     b = bert.config_from_hf(load("google-bert--bert-base-uncased"))
     assert (b.layer_norm_eps, b.type_vocab_size, b.activation) == (1e-12, 2, "gelu")
+    bare = bert.config_from_hf({**load("google-bert--bert-base-uncased"), "architectures": ["BertModel"]})
+    assert bert.parameter_count(bare) == 109_482_240
 
 
 def test_gemma3_multimodal_text_config_takes_transformers_defaults() -> None:

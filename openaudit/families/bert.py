@@ -8,9 +8,11 @@ pretraining, so a head is checked and counted when present and never required. T
 is tied to the word embeddings and its bias to ``cls.predictions.bias``. Old checkpoints name the
 LayerNorm parameters ``gamma``/``beta`` (the name normaliser maps them to ``weight``/``bias``).
 
-A pooler is required: a checkpoint saved from a class built without one (``BertForMaskedLM`` saved by
-transformers itself) is reported as missing ``bert.pooler.dense.*``. Defaults are transformers'
-``BertConfig``.
+The pooler is required when the declared class builds one (``BertModel``, ``BertForPreTraining``,
+``BertForSequenceClassification`` …) and optional when it does not (``BertForMaskedLM``,
+``BertLMHeadModel``, ``BertForTokenClassification``, ``BertForQuestionAnswering`` are built with
+``add_pooling_layer=False``, so transformers saves them without one, while the original pretraining
+checkpoints of bert-base-uncased keep it). Defaults are transformers' ``BertConfig``.
 """
 
 from __future__ import annotations
@@ -117,6 +119,15 @@ def config_from_hf(config: Mapping[str, Any]) -> Config:
     )
 
 
+# Classes transformers builds with add_pooling_layer=False.
+_NO_POOLER = frozenset({"BertForMaskedLM", "BertLMHeadModel", "BertForTokenClassification", "BertForQuestionAnswering"})
+
+
+def builds_pooler(config: Config) -> bool:
+    """Whether the declared class has a pooler (a bare config without architectures means BertModel)."""
+    return not (config.architectures and all(name in _NO_POOLER for name in config.architectures))
+
+
 def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
     d, ff, positions = config.hidden_size, config.intermediate_size, config.max_position_embeddings
     tied = ("cls.predictions.decoder.weight",) if config.tie_word_embeddings else ()
@@ -149,7 +160,9 @@ def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
             parameter(f"{layer}.output.LayerNorm.weight", d),
             parameter(f"{layer}.output.LayerNorm.bias", d),
         ]
-    specs += [parameter("bert.pooler.dense.weight", d, d), parameter("bert.pooler.dense.bias", d)]
+    pooler_optional = not builds_pooler(config)
+    specs += [parameter("bert.pooler.dense.weight", d, d, optional=pooler_optional),
+              parameter("bert.pooler.dense.bias", d, optional=pooler_optional)]
     specs += _heads(config)
     return tuple(specs)
 
@@ -177,7 +190,11 @@ def _heads(config: Config) -> list[TensorSpec]:
 
 
 def parameter_counts(config: Config) -> ParameterCounts:
-    """Encoder plus pooler; the optional task heads are not part of the model's size."""
+    """The encoder, plus the pooler when the declared class builds one; task heads are not part of the size.
+
+    A checkpoint may still store a pooler its class does not build (bert-base-uncased's pretraining
+    checkpoint declares BertForMaskedLM): the architecture check then counts it as present.
+    """
     d, ff, positions = config.hidden_size, config.intermediate_size, config.max_position_embeddings
     embedding = config.vocab_size * d + config.type_vocab_size * d
     layer = 4 * (d * d + d) + 2 * 2 * d + (d * ff + ff) + (ff * d + d)
@@ -185,7 +202,7 @@ def parameter_counts(config: Config) -> ParameterCounts:
         embedding += config.num_layers * (2 * positions - 1) * config.head_dim
     else:
         embedding += positions * d
-    total = embedding + 2 * d + config.num_layers * layer + (d * d + d)
+    total = embedding + 2 * d + config.num_layers * layer + ((d * d + d) if builds_pooler(config) else 0)
     return ParameterCounts(total, embedding, total - embedding, total, total)
 
 

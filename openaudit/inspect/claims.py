@@ -128,6 +128,7 @@ _PROSE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (EXPERTS, rf"(?:number\s+of\s+experts|num_local_experts|num_experts|experts\s+count|expert_count)\W{{0,6}}{_NUM}"),
         (KV_HEADS, rf"{_NUM}\s+(?:attention\s+heads?\s+)?(?:for\s+)?(?:keys?\s*(?:/|and|&)\s*values?|key[- ]value|kv)(?:\s+heads?)?"),
         (KV_HEADS, rf"(?:key[- /]value|kv)\s+heads?\W{{0,6}}{_NUM}"),
+        (KV_HEADS, rf"{_NUM}\s+(?:are\s+|is\s+)?(?:shared\s+)?(?:as\s+)?(?:key[- /]value|kv)\s+heads"),
         (KV_HEADS, rf"num_key_value_heads\W{{0,6}}{_NUM}"),
         (ATTENTION_HEADS, rf"{_NUM}\s+(?:attention\s+)?(?:heads?\s+)?for\s+quer(?:y|ies)"),
         (ATTENTION_HEADS, rf"{_NUM}\s+query\s+heads"),
