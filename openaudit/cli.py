@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         "an unsafe-code finding, a checksum mismatch, a contradicted claim, an architecture mismatch or a "
         "license conflict; repeatable",
     )
+    classify = commands.add_parser(
+        "classify", help="MOF class and progress of a Model Openness Tool YAML file, exactly as the tool computes them"
+    )
+    classify.add_argument("file", metavar="FILE.yml")
+    classify.add_argument("--format", choices=("table", "json"), default="table")
+    classify.add_argument("-o", "--output", metavar="FILE")
+
     progress = audit.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress on stderr")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
@@ -62,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "audit":
             return _audit(args)
+        if args.command == "classify":
+            return _classify(args)
     except UsageError as exc:
         print(f"openaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -93,6 +102,27 @@ def _audit(args: argparse.Namespace) -> int:
     for gate in failed:
         print(f"openaudit: gate failed: {gate}", file=sys.stderr)
     return EXIT_GATE if failed else EXIT_OK
+
+
+def _classify(args: argparse.Namespace) -> int:
+    import json
+
+    from openaudit.errors import MalformedInput
+    from openaudit.rubric.mof import classify_mot_file
+
+    try:
+        result = classify_mot_file(args.file)
+    except MalformedInput as exc:
+        if exc.finding_id in ("unreadable-file", "special-file"):
+            raise UsageError(f"cannot read {args.file}: {exc}") from None
+        raise UsageError(f"{args.file}: {exc}") from None
+    if args.format == "json":
+        _write(json.dumps(result.to_dict(), indent=2) + "\n", args.output)
+    else:
+        from openaudit.report.mof_table import render_classification
+
+        _write(render_classification(result), args.output)
+    return EXIT_OK
 
 
 def _failed_gates(report, gates: Sequence[str]) -> list[str]:
