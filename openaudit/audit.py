@@ -62,6 +62,9 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         finding("claim-contradicted", f"{v.subject}: the release says {v.claimed}; {v.reason}", v.source)
         for v in verdicts if v.status == CONTRADICTED
     )
+    from openaudit.rubric.openness import assess_openness
+
+    openness = assess_openness(release, card, weights, evidence.architecture, licenses, mof)
     if evidence.architecture.status == "mismatch":
         hard = evidence.architecture.check.hard_mismatches
         findings.append(finding("architecture-mismatch",
@@ -79,6 +82,7 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         architecture=_architecture_summary(evidence.architecture),
         license=_license_summary(licenses),
         claims=tuple(model.ClaimResult(v.subject, v.claimed, v.observed, v.status, v.source, v.reason, v.text) for v in verdicts),
+        openness=openness.to_dict(),
     )
 
 

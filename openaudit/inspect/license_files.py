@@ -38,7 +38,9 @@ class LicenseEvidence:
 def license_evidence(release: Release, card: ModelCard | None, claims: Sequence[Claim]) -> LicenseEvidence:
     findings: list[Finding] = []
     detected: list[LicenseDetection] = []
-    for entry in release.of_kind(LICENSE)[:MAX_LICENSE_FILES]:
+    # A license file in a subfolder (data/LICENSE) covers that folder: it is a component's license, which the
+    # openness assessment reads, not a statement about the whole release.
+    for entry in [e for e in release.of_kind(LICENSE) if "/" not in e.path][:MAX_LICENSE_FILES]:
         try:
             text = read_text_bounded(entry.location, 2 * 1024 * 1024)
         except MalformedInput as exc:

@@ -155,6 +155,9 @@ def inspect_weights(release: Release) -> WeightsInspection:
 
 
 _FORMAT_PREFERENCE = {"safetensors": 0, "gguf": 1, "pickle": 2}
+# Folders of checkpoints saved during training (step1000/, checkpoint-500/, stage2/): such a copy is an
+# intermediate checkpoint, not the released model, when the release also has weights outside them.
+_INTERMEDIATE = re.compile(r"(^|/)(?:step|checkpoint|ckpt|iter|iteration|epoch|stage|global_step)[-_]?\d+(/|$)", re.I)
 _GGUF_SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.I)
 
 
@@ -211,7 +214,8 @@ def _alternate_copies(scans: Sequence[WeightsFileScan], indexes: Sequence[IndexC
     def size(group: list[WeightsFileScan]) -> int:
         return sum(t.nbytes or 0 for scan in group for t in scan.tensors)
 
-    ordered = sorted(sets, key=lambda g: (_FORMAT_PREFERENCE.get(g[0].format, 9), -size(g), g[0].path))
+    ordered = sorted(sets, key=lambda g: (bool(_INTERMEDIATE.search(g[0].path)), _FORMAT_PREFERENCE.get(g[0].format, 9),
+                                          g[0].path.count("/"), -size(g), g[0].path))
     primaries: list[list[WeightsFileScan]] = []
     alternates: set[str] = set()
     for group in ordered:
@@ -229,11 +233,16 @@ def _alternate_copies(scans: Sequence[WeightsFileScan], indexes: Sequence[IndexC
             continue
         alternates.update(scan.path for scan in group)
         where = copy_of[0].path if len(copy_of) == 1 else f"{copy_of[0].path} and {len(copy_of) - 1} more"
-        findings.append(
-            finding("alternate-weights-copy",
-                    f"{len(group)} file(s) hold another copy of the model in {where}; counted once, from {where}",
-                    group[0].path)
-        )
+        if _INTERMEDIATE.search(group[0].path):
+            findings.append(finding("intermediate-checkpoint",
+                                    f"{len(group)} file(s) of a checkpoint saved during training; the model is counted from {where}",
+                                    group[0].path))
+        else:
+            findings.append(
+                finding("alternate-weights-copy",
+                        f"{len(group)} file(s) hold another copy of the model in {where}; counted once, from {where}",
+                        group[0].path)
+            )
         findings.extend(_compare_copies(copy_of, group))
     return frozenset(alternates)
 

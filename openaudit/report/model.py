@@ -177,7 +177,7 @@ class Report:
     license: License | None = None
     claims: tuple[ClaimResult, ...] = ()
     run: Any = None
-    openness: Any = None
+    openness: Mapping[str, Any] | None = None  # openaudit.rubric.openness.Openness.to_dict()
 
 
 def to_jsonable(value: Any) -> Any:

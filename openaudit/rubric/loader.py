@@ -103,7 +103,8 @@ def _validator():
 
     schema_path = data_dir("schemas") / SCHEMA_FILE
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
+    # The schema itself is checked against its meta-schema by the tests (tests/test_schemas.py), not on
+    # every run: that check costs more than validating every rubric.
     return Draft202012Validator(schema)
 
 
