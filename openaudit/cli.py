@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--format", choices=("table", "json"), default="table")
     classify.add_argument("-o", "--output", metavar="FILE")
 
+    rubric = commands.add_parser("rubric", help="list every criterion openaudit checks, what it checks and how it scores")
+    rubric.add_argument("--format", choices=("table", "json"), default="table")
+    rubric.add_argument("-o", "--output", metavar="FILE")
+
     progress = audit.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress on stderr")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
@@ -71,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "classify":
             return _classify(args)
+        if args.command == "rubric":
+            return _rubric(args)
     except UsageError as exc:
         print(f"openaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -122,6 +128,21 @@ def _classify(args: argparse.Namespace) -> int:
         from openaudit.report.mof_table import render_classification
 
         _write(render_classification(result), args.output)
+    return EXIT_OK
+
+
+def _rubric(args: argparse.Namespace) -> int:
+    import json
+
+    from openaudit.rubric.openness import describe_rubrics
+
+    rows = describe_rubrics()
+    if args.format == "json":
+        _write(json.dumps(rows, indent=2) + "\n", args.output)
+    else:
+        from openaudit.report.rubric_table import render_rubrics
+
+        _write(render_rubrics(rows), args.output)
     return EXIT_OK
 
 
