@@ -39,6 +39,40 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
+_COMPONENT_STYLE = {"open": "green", "restricted": "yellow", "closed": "red", "absent": "dim"}
+
+
+def _openness(report: Report):
+    openness = report.openness
+    if not openness:
+        return
+    mof = openness["mof"]
+    lines = Table.grid(padding=(0, 2))
+    lines.add_column(style="bold")
+    lines.add_column(overflow="fold")
+    lines.add_row("MOF", _t(mof["sentence"]))
+    if mof.get("claimed_class") is not None:
+        claimed = f"Class {mof['claimed_class']}" if mof["claimed_class"] else "Unclassified"
+        unsupported = ", ".join(item["name"] for item in mof.get("unsupported_claims", [])) or "none"
+        lines.add_row("MOF claimed", _t(f"{claimed} as written in {mof.get('claims_file')}; unsupported claims: {unsupported}"))
+    lines.add_row("OSAID", _t(openness["osaid"]["sentence"]))
+    lines.add_row("OSAI index", _t(openness["osai_index"]["sentence"]))
+    lines.add_row("Score", _t(openness["score"]["sentence"]))
+    yield Text("Openness", style="bold underline")
+    yield lines
+    table = Table(title="Openness components (Model Openness Framework)", box=box.SIMPLE_HEAVY, title_justify="left")
+    table.add_column("Component")
+    table.add_column("Status")
+    table.add_column("License")
+    table.add_column("Claimed")
+    table.add_column("Evidence", overflow="fold")
+    for component in openness["components"]:
+        claimed = {True: "yes", False: "no", None: "—"}[component.get("claimed")]
+        table.add_row(_t(component["name"]), _t(component["status"], _COMPONENT_STYLE.get(component["status"], "")),
+                      _t(component.get("license") or "—"), _t(claimed), _t(component.get("sentence", "")))
+    yield table
+
+
 def _value(value: object) -> str:
     if value is None:
         return "—"
@@ -136,6 +170,8 @@ def _sections(report: Report):
         if len(weights.files) > len(shown):
             table.caption = f"… and {len(weights.files) - len(shown)} more files (see --format json)"
         yield table
+
+    yield from _openness(report)
 
     if report.findings:
         table = Table(title=f"Findings ({len(report.findings)})", box=box.SIMPLE_HEAVY, title_justify="left")
