@@ -152,6 +152,8 @@ _PARAMS_PROSE = (
     re.compile(r"(?<![\w.])(\d{1,4}(?:[.,]\d{1,3})?)\s?(b|bn|billion|m|million|t|trillion)\b[\s-]*(?:total\s+|trainable\s+)?(?:parameters?|params?)\b", re.I),
     re.compile(r"(?:parameters?|params?|parameter\s+count|model\s+size|number\s+of\s+parameters)\W{0,12}(?:of\s+|is\s+|~|about\s+|approximately\s+)?(\d{1,4}(?:[.,]\d{1,3})?)\s?(b|bn|billion|m|million|t|trillion)\b", re.I),
 )
+# An exact count written out: "353,952 parameters", "124439808 params".
+_EXACT_PARAMS = re.compile(r"(?<![\w.,])(\d{1,3}(?:[,_]\d{3})+|\d{4,15})\s+(?:trainable\s+|total\s+)?(?:parameters|params)\b", re.I)
 _LICENSE_PROSE = (
     re.compile(r"(?:licen[sc]ed|released|distributed|available|published|provided|made\s+available)\s+(?:openly\s+)?under\s+(?:the\s+terms\s+of\s+)?(?:the\s+|an?\s+)?([A-Za-z][\w .,/+()-]{1,80}?)(?:\s+licen[sc]e\b|\s+terms\b|[.;]\s|[.;]?$|,|\s+\(|\s+and\b|\s+for\b)", re.I),
     re.compile(r"^\W*licen[sc]e\W{1,6}([A-Za-z][\w .,/+()-]{1,80}?)\s*$", re.I),
@@ -235,6 +237,8 @@ def claims_from_prose(text: str, path: str, first_line: int = 1) -> list[Claim]:
                 label = parse_size_label(f"{match.group(1)}{match.group(2)}")
                 if label is not None:
                     add(PARAMETERS, label.canonical, match.group(0))
+        for match in _EXACT_PARAMS.finditer(line):
+            add(PARAMETERS, int(match.group(1).replace(",", "").replace("_", "")), match.group(0))
         for key, quoted in license_statements(line):
             add(LICENSE, key, quoted)
     return claims
