@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from openaudit import __version__
 from openaudit.evidence import ArchitectureEvidence, Evidence, gather
@@ -17,7 +18,10 @@ from openaudit.progress import byte_progress
 from openaudit.release import KINDS, Release
 from openaudit.report import model
 from openaudit.source.open import open_source
-from openaudit.verify import CONTRADICTED, Counts, Verdict, verify_claims
+from openaudit.verify import CONTRADICTED, Counts, verify_claims
+
+if TYPE_CHECKING:
+    from openaudit.run.runner import RunOptions
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class AuditOptions:
     show_progress: bool = False
     hash_workers: int = 4
     claims_file: str | None = None  # a Model Openness Tool YAML file (--claims)
+    run: "RunOptions | None" = None  # --run: load the weights with JAX and run them (imports jax)
 
 
 def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
@@ -65,6 +70,12 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
     from openaudit.rubric.openness import assess_openness
 
     openness = assess_openness(release, card, weights, evidence.architecture, licenses, mof)
+    run_result = None
+    if options.run is not None:
+        from openaudit.run.runner import run_release
+
+        run_result = run_release(release, weights, evidence.architecture, options.run)
+        findings.extend(run_result.findings)
     if evidence.architecture.status == "mismatch":
         hard = evidence.architecture.check.hard_mismatches
         findings.append(finding("architecture-mismatch",
@@ -83,6 +94,7 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         license=_license_summary(licenses),
         claims=tuple(model.ClaimResult(v.subject, v.claimed, v.observed, v.status, v.source, v.reason, v.text) for v in verdicts),
         openness=openness.to_dict(),
+        run=run_result.to_dict() if run_result is not None else None,
     )
 
 

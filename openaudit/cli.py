@@ -16,7 +16,7 @@ from openaudit.errors import AuditIncomplete, OpenAuditError, UsageError
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 SEVERITY_GATES = ("critical", "high", "medium", "low")
-NAMED_GATES = ("unsafe-code", "checksum-mismatch", "contradicted", "architecture-mismatch", "license-conflict")
+NAMED_GATES = ("unsafe-code", "checksum-mismatch", "contradicted", "architecture-mismatch", "license-conflict", "run-fail")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
     audit.add_argument("--no-hash", action="store_true", help="do not compute sha256 of the weights files")
     audit.add_argument("--claims", metavar="FILE.yml", help="a Model Openness Tool YAML file with the release's openness claims")
+    run = audit.add_argument_group("running the weights (imports jax)")
+    run.add_argument("--run", action="store_true", help="load the weights with JAX onto every device, run the forward pass and probe it")
+    run.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="compute dtype (default float32)")
+    run.add_argument("--memory-budget", metavar="BYTES", help="stream layer by layer when the weights exceed this (e.g. 2GiB)")
+    run.add_argument("--reference", metavar="FILE.npz", help="input_ids (1, T) and logits (1, T, V) to compare with")
+    run.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator for a multi-host run")
+    run.add_argument("--num-processes", type=int, metavar="N")
+    run.add_argument("--process-id", type=int, metavar="I")
     audit.add_argument(
         "--fail-on",
         action="append",
@@ -101,13 +109,32 @@ def _audit(args: argparse.Namespace) -> int:
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     report = audit(
         args.source,
-        AuditOptions(hash_weights=not args.no_hash, show_progress=show_progress, claims_file=args.claims),
+        AuditOptions(hash_weights=not args.no_hash, show_progress=show_progress, claims_file=args.claims,
+                     run=_run_options(args)),
     )
+    if args.process_id not in (None, 0):
+        return EXIT_OK  # in a multi-host run, process 0 writes the report
     _write(FORMAT_BY_NAME[args.format](report), args.output)
     failed = _failed_gates(report, args.fail_on)
     for gate in failed:
         print(f"openaudit: gate failed: {gate}", file=sys.stderr)
     return EXIT_GATE if failed else EXIT_OK
+
+
+def _run_options(args: argparse.Namespace):
+    run_flags = (args.memory_budget, args.reference, args.coordinator, args.num_processes, args.process_id)
+    if not args.run:
+        if any(flag is not None for flag in run_flags) or args.dtype != "float32":
+            raise UsageError("--dtype, --memory-budget, --reference and the multi-host flags need --run")
+        return None
+    from openaudit.run.runner import RunOptions, parse_bytes
+
+    try:
+        budget = parse_bytes(args.memory_budget) if args.memory_budget else None
+    except ValueError as exc:
+        raise UsageError(f"--memory-budget: {exc}") from None
+    return RunOptions(dtype=args.dtype, memory_budget=budget, reference=args.reference, coordinator=args.coordinator,
+                      num_processes=args.num_processes, process_id=args.process_id)
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -169,6 +196,9 @@ def _failed_gates(report, gates: Sequence[str]) -> list[str]:
         elif gate == "architecture-mismatch":
             if report.architecture is not None and report.architecture.status == "mismatch":
                 failed.append("the weights do not match the architecture the config describes")
+        elif gate == "run-fail":
+            if report.run is not None and report.run.get("status") != "pass":
+                failed.append("the weights did not pass the run: " + "; ".join(report.run.get("failures", [])))
         elif gate == "license-conflict":
             if report.license is not None and report.license.status == "conflict":
                 failed.append(f"license conflict: {report.license.reason}")

@@ -1,0 +1,1 @@
+"""Scripts that the run tests start in subprocesses (the device count is fixed when a JAX backend starts)."""
