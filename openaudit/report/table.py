@@ -39,6 +39,43 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
+def _run(report: Report):
+    run = report.run
+    if not run:
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    style = "green" if run.get("status") == "pass" else "bold red"
+    grid.add_row("Run", Text(str(run.get("status", "?")).upper(), style=style))
+    for reason in run.get("failures") or []:
+        grid.add_row("  failed", _t(reason))
+    loaded = run.get("loaded") or {}
+    grid.add_row("Devices", _t(f"{run.get('devices')} × {run.get('device_kind')} ({run.get('processes', 1)} process(es)), mesh {run.get('mesh')}"))
+    if loaded:
+        grid.add_row("Loaded", _t(f"{loaded.get('tensors')} tensors, {human_bytes(loaded.get('bytes') or 0)} as {loaded.get('dtype')}, "
+                                  f"{loaded.get('mode')}" + (f" under a {human_bytes(loaded['memory_budget'])} budget" if loaded.get("memory_budget") else "")))
+    if run.get("perplexity") is not None:
+        grid.add_row("Perplexity", _t(f"{run['perplexity']:.2f} on {run.get('tokens')} probe tokens with {run.get('tokenizer')} "
+                                      f"(uniform guess: {run.get('uniform_perplexity')}; must be below {run.get('perplexity_threshold')})"))
+    if run.get("encoder_check"):
+        grid.add_row("Encoder check", _t(json_line(run["encoder_check"])))
+    if run.get("reference_max_abs_diff") is not None:
+        grid.add_row("Reference", _t(f"max |logits − reference| = {run['reference_max_abs_diff']:.3g} (tolerance {run.get('reference_tolerance')})"))
+    grid.add_row("Checks", _t(f"logits finite: {run.get('logits_finite')}; two runs identical: {run.get('deterministic')}"))
+    if run.get("peak_bytes"):
+        grid.add_row("Peak memory", _t(human_bytes(run["peak_bytes"]) + (f" (device {human_bytes(run['peak_device_bytes'])})" if run.get("peak_device_bytes") else "")))
+    grid.add_row("Time", _t(f"{run.get('seconds')} s"))
+    yield Text("Run (JAX)", style="bold underline")
+    yield grid
+
+
+def json_line(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if not isinstance(v, (dict, list)))
+    return str(value)
+
+
 _COMPONENT_STYLE = {"open": "green", "restricted": "yellow", "closed": "red", "absent": "dim"}
 
 
@@ -171,6 +208,7 @@ def _sections(report: Report):
             table.caption = f"… and {len(weights.files) - len(shown)} more files (see --format json)"
         yield table
 
+    yield from _run(report)
     yield from _openness(report)
 
     if report.findings:

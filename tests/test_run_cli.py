@@ -1,0 +1,59 @@
+"""`openaudit audit --run` through the CLI on the bundled trained example: pass, streamed, gated, refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from openaudit.cli import main
+from openaudit.report.schema import validation_errors
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny-llama"
+
+
+def run_json(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["audit", *args, "--no-hash", "--format", "json"])
+    document = json.loads(capsys.readouterr().out)
+    assert validation_errors(document) == []
+    return code, document
+
+
+def test_example_passes_in_memory_and_streamed_with_the_same_perplexity(capsys) -> None:
+    code, in_memory = run_json(capsys, str(EXAMPLE), "--run")
+    assert code == 0
+    run = in_memory["run"]
+    assert (run["status"], run["logits_finite"], run["deterministic"], run["loaded"]["mode"]) == ("pass", True, True, "in-memory")
+    assert run["perplexity"] < run["uniform_perplexity"] / 10
+    code, streamed = run_json(capsys, str(EXAMPLE), "--run", "--memory-budget", "400KB", "--fail-on", "run-fail")
+    assert code == 0 and streamed["run"]["loaded"]["mode"] == "streamed"
+    assert abs(streamed["run"]["perplexity"] - run["perplexity"]) < 1e-4
+
+
+def test_shuffled_weights_fail_the_probe_and_the_gate(tmp_path: Path, capsys) -> None:
+    release = tmp_path / "shuffled"
+    shutil.copytree(EXAMPLE, release)
+    (release / "SHA256SUMS").unlink()
+    tensors = load_file(str(release / "model.safetensors"))
+    rng = np.random.default_rng(0)
+    shuffled = {name: value[rng.permutation(value.shape[0])] if value.ndim == 2 else value for name, value in tensors.items()}
+    save_file(shuffled, str(release / "model.safetensors"))
+    code, document = run_json(capsys, str(release), "--run", "--fail-on", "run-fail")
+    assert code == 1
+    assert document["run"]["status"] == "fail"
+    assert document["run"]["perplexity"] > document["run"]["uniform_perplexity"] / 10
+    assert any("perplexity" in reason for reason in document["run"]["failures"])
+
+
+def test_run_flags_need_run_and_budgets_must_parse(capsys) -> None:
+    assert main(["audit", str(EXAMPLE), "--memory-budget", "2GiB"]) == 2
+    assert main(["audit", str(EXAMPLE), "--run", "--memory-budget", "lots"]) == 2
+    assert "--memory-budget" in capsys.readouterr().err
+
+
+def test_header_only_audit_has_no_run_section(capsys) -> None:
+    code, document = run_json(capsys, str(EXAMPLE))
+    assert (code, document["run"]) == (0, None)
