@@ -57,3 +57,19 @@ def test_run_flags_need_run_and_budgets_must_parse(capsys) -> None:
 def test_header_only_audit_has_no_run_section(capsys) -> None:
     code, document = run_json(capsys, str(EXAMPLE))
     assert (code, document["run"]) == (0, None)
+
+
+def test_a_hostile_tokenizer_is_a_failed_run_not_a_crash(tmp_path: Path, capsys) -> None:
+    """A tokenizer.json whose pre-tokenizer regex backtracks without end is contained in its child process."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    release = tmp_path / "hostile-tokenizer"
+    shutil.copytree(EXAMPLE, release)
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(pattern=Regex(r"(?:\w+\s?)+\d"), behavior="isolated")
+    (release / "tokenizer.json").write_text(tokenizer.to_str())
+    code, document = run_json(capsys, str(release), "--run")
+    assert code == 0
+    assert document["run"]["status"] == "fail"
+    assert "run-tokenizer-unreadable" in {f["id"] for f in document["findings"]}
+    assert "Traceback" not in capsys.readouterr().err

@@ -376,8 +376,15 @@ def _sequences(release, weights, architecture, options: RunOptions, reference, f
             failures.add("run-no-tokenizer", "no usable tokenizer, so the probe text was not scored: " + "; ".join(search.problems))
     else:
         tokenizer = search.tokenizer
-        ids = tokenizer.encode(probes.read_probe_text(options.probe_text))[:limit]
-        if len(ids) < 2:
+        text = probes.read_probe_text(options.probe_text)
+        try:
+            ids = tokenizer.encode(text)[:limit]
+        except MalformedInput as exc:
+            failures.add("run-tokenizer-unreadable", f"the tokenizer {tokenizer.description} failed on the probe text: {exc}")
+            ids = None
+        if ids is None:
+            pass
+        elif len(ids) < 2:
             failures.add("run-tokenizer-unreadable", f"the tokenizer {tokenizer.description} gives {len(ids)} token(s) for the probe text")
         elif vocab and max(ids) >= vocab:
             failures.add("run-tokenizer-unreadable", f"the tokenizer {tokenizer.description} gives id {max(ids)}, but the model "

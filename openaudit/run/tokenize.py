@@ -16,8 +16,9 @@ Looked for in this order (the first that loads wins; the reasons the others did 
    lower-cased when ``tokenizer_config.json`` says ``do_lower_case``).
 
 Tokenizer files come from the release and are hostile like the rest: each is size-bounded before it is
-handed to a parser (the ``tokenizers`` and ``sentencepiece`` parsers are native code), and the merge
-derivation polls a deadline.
+handed to a parser; ``tokenizer.json`` and SentencePiece models, parsed by native code whose regexes can
+backtrack for ever, are loaded and used in a child process under a time and memory limit
+(``tokenizer_child``); the merge derivation for GGUF vocabularies polls a deadline.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ MAX_SENTENCEPIECE_BYTES = 32 << 20
 MAX_VOCAB_FILE_BYTES = 64 << 20
 MAX_PIECE_CHARS = 64  # longer GGUF pieces take no part in derived merges (none of a real vocabulary)
 MERGE_SECONDS = 30.0
+CHILD_SECONDS = 30.0  # loading and encoding in the child process (tokenizer.json, SentencePiece)
+CHILD_MEMORY_BYTES = 8 << 30
 SENTENCEPIECE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 MASK_TOKENS = ("[MASK]", "<mask>")
 
@@ -87,6 +90,14 @@ def _read_bytes(entry, limit: int) -> bytes:
     return data
 
 
+def _check_regular(entry, limit: int) -> None:
+    """Size-bound a file and make sure it is a regular file before a child process opens it."""
+    if entry.size > limit:
+        raise MalformedInput("file-too-large", f"{entry.path} is {entry.size:,} bytes, more than the {limit:,} a tokenizer may have")
+    with open_regular(entry.location):
+        pass
+
+
 # --- tokenizer.json -----------------------------------------------------------------------------------
 
 
@@ -94,19 +105,42 @@ def _tokenizer_json(release, weights) -> ProbeTokenizer | None:
     entry = _shallowest(release, ("tokenizer.json",))
     if entry is None:
         return None
-    from tokenizers import Tokenizer
+    _check_regular(entry, MAX_TOKENIZER_JSON_BYTES)
+    return _isolated("tokenizer.json", entry, f"{entry.path} (tokenizers {_version('tokenizers')})")
 
-    text = _read_bytes(entry, MAX_TOKENIZER_JSON_BYTES).decode("utf-8", errors="replace")
+
+def _isolated(kind: str, entry, description: str) -> ProbeTokenizer:
+    """A tokenizer that lives in a child process (see ``tokenizer_child``): loaded once to learn its
+    vocabulary, then asked again for the probe text's ids, each time under a time and memory limit."""
+    meta = _ask_child(kind, entry, None)
+
+    def encode(text: str) -> list[int]:
+        return list(_ask_child(kind, entry, text)["ids"])
+
+    return ProbeTokenizer(description, entry.path, int(meta["vocab_size"]), encode, meta["mask_id"],
+                          frozenset(meta["special_ids"]))
+
+
+def _ask_child(kind: str, entry, text: str | None) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    # The child limits its own memory: a preexec_fn would fork the (multithreaded) JAX process.
+    request = json.dumps({"kind": kind, "path": str(entry.location), "text": text, "memory_bytes": CHILD_MEMORY_BYTES})
     try:
-        tokenizer = Tokenizer.from_str(text)
-    except Exception as exc:  # noqa: BLE001 - the Rust parser raises its own exception type
-        raise MalformedInput("run-tokenizer-unreadable", f"{entry.path} cannot be loaded by the tokenizers library: {str(exc)[:200]}") from None
-    mask = next((tokenizer.token_to_id(t) for t in MASK_TOKENS if tokenizer.token_to_id(t) is not None), None)
-    special = frozenset(index for index, token in tokenizer.get_added_tokens_decoder().items() if token.special)
-    return ProbeTokenizer(
-        f"{entry.path} (tokenizers {_version('tokenizers')})", entry.path, tokenizer.get_vocab_size(with_added_tokens=True),
-        lambda s: list(tokenizer.encode(s, add_special_tokens=True).ids), mask, special,
-    )
+        done = subprocess.run([sys.executable, "-m", "openaudit.run.tokenizer_child"], input=request, capture_output=True,
+                              text=True, timeout=CHILD_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise MalformedInput("run-tokenizer-unreadable",
+                             f"{entry.path}: the tokenizer did not finish within {CHILD_SECONDS:g} s (hostile or broken)") from None
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        answer = {"error": f"the tokenizer process ended with code {done.returncode}"}
+    if "error" in answer:
+        raise MalformedInput("run-tokenizer-unreadable", f"{entry.path} cannot be loaded: {answer['error']}")
+    return answer
 
 
 # --- GGUF -------------------------------------------------------------------------------------------------
@@ -200,24 +234,8 @@ def _sentencepiece(release, weights) -> ProbeTokenizer | None:
     entry = _shallowest(release, SENTENCEPIECE_NAMES)
     if entry is None:
         return None
-    import sentencepiece
-
-    data = _read_bytes(entry, MAX_SENTENCEPIECE_BYTES)
-    processor = sentencepiece.SentencePieceProcessor()
-    try:
-        processor.LoadFromSerializedProto(data)
-    except Exception as exc:  # noqa: BLE001 - sentencepiece raises RuntimeError/OSError variants
-        raise MalformedInput("run-tokenizer-unreadable", f"{entry.path} is not a SentencePiece model: {str(exc)[:200]}") from None
-    bos = processor.bos_id()
-    prefix = [bos] if bos >= 0 else []
-
-    def encode(text: str) -> list[int]:
-        return prefix + list(processor.EncodeAsIds(text))
-
-    mask = next((processor.PieceToId(t) for t in MASK_TOKENS if processor.PieceToId(t) != processor.unk_id()), None)
-    special = frozenset(i for i in (bos, processor.eos_id(), processor.pad_id(), processor.unk_id()) if i >= 0)
-    return ProbeTokenizer(f"{entry.path} (SentencePiece {_version('sentencepiece')})", entry.path,
-                          processor.GetPieceSize(), encode, mask, special)
+    _check_regular(entry, MAX_SENTENCEPIECE_BYTES)
+    return _isolated("sentencepiece", entry, f"{entry.path} (SentencePiece {_version('sentencepiece')})")
 
 
 # --- vocab.json + merges.txt, vocab.txt ------------------------------------------------------------------

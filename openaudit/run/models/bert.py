@@ -76,7 +76,8 @@ def global_names(config: Config) -> tuple[str, ...]:
     names = (WORDS, POSITIONS, TOKEN_TYPES, f"{EMBEDDING_NORM}.weight", f"{EMBEDDING_NORM}.bias")
     if not any(name in MLM_ARCHITECTURES for name in config.architectures):
         return names
-    return names + MLM_HEAD_NAMES + (() if config.tie_word_embeddings else (MLM_DECODER,))
+    # The output bias may be stored under either name (cls.predictions.bias or its decoder.bias alias).
+    return names + MLM_HEAD_NAMES + (MLM_BIAS_ALIAS,) + (() if config.tie_word_embeddings else (MLM_DECODER,))
 
 
 def layer_names(config: Config, kind: Hashable = None) -> tuple[str, ...]:
