@@ -89,13 +89,41 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         source=model.SourceInfo(release.source_kind, release.display_root or str(release.root), release.repo_id, release.revision),
         release=_release_summary(release),
         weights=_weights_summary(release, weights, checksums),
-        findings=tuple(sorted(findings, key=lambda f: (-f.severity.rank, f.id, f.location or ""))),
+        findings=tuple(sorted(cap_findings(findings), key=lambda f: (-f.severity.rank, f.id, f.location or ""))),
         architecture=_architecture_summary(evidence.architecture),
         license=_license_summary(licenses),
         claims=tuple(model.ClaimResult(v.subject, v.claimed, v.observed, v.status, v.source, v.reason, v.text) for v in verdicts),
         openness=openness.to_dict(),
         run=run_result.to_dict() if run_result is not None else None,
     )
+
+
+MAX_FINDINGS_PER_KIND = 20
+MAX_LISTED_IMPORTS = 200  # globals listed per pickle file in the report (all are counted)
+
+
+def cap_findings(findings: list[Finding]) -> list[Finding]:
+    """At most ``MAX_FINDINGS_PER_KIND`` findings of one id per file, then one that counts the rest.
+
+    A hostile file can produce a finding per opcode or per member; a reader needs the first few and the
+    count, and a report must stay small enough to read and to parse.
+    """
+    kept: list[Finding] = []
+    counts: Counter[tuple[str, str]] = Counter()
+    first: dict[tuple[str, str], Finding] = {}
+    for item in findings:
+        key = (item.id, (item.location or "").split(":", 1)[0])
+        counts[key] += 1
+        if counts[key] <= MAX_FINDINGS_PER_KIND:
+            kept.append(item)
+            first.setdefault(key, item)
+    for key, count in counts.items():
+        if count > MAX_FINDINGS_PER_KIND:
+            sample = first[key]
+            kept.append(Finding(sample.id, sample.severity,
+                                f"… and {count - MAX_FINDINGS_PER_KIND:,} more findings like this one in the same file",
+                                key[1] or None))
+    return kept
 
 
 def _counts(weights: WeightsInspection, architecture: ArchitectureEvidence) -> Counts:
@@ -171,7 +199,8 @@ def _weights_summary(release: Release, weights: WeightsInspection, checksums) ->
                 tensors=per_file_tensors[scan.path] if scan.path not in weights.alternates else len(scan.tensors),
                 parameters=per_file_params[scan.path],
                 sha256=check.sha256, checksum=check.status, checksum_source=check.source,
-                complete=scan.complete, imports=scan.imports, copy="alternate" if scan.path in weights.alternates else "primary",
+                complete=scan.complete, imports=scan.imports[:MAX_LISTED_IMPORTS], imports_total=len(scan.imports),
+                copy="alternate" if scan.path in weights.alternates else "primary",
             )
         )
     indexes = tuple(

@@ -26,7 +26,7 @@ def load_yaml_bounded(text: str, what: str) -> object:
     # size of the node it names. Billion-laughs documents use few aliases but expand exponentially.
     anchor_sizes: dict[str, int] = {}
     open_nodes: list[tuple[str | None, int]] = []  # (anchor, expanded size so far) per open collection
-    expanded = events = 0
+    expanded = events = aliases = 0
     try:
         for event in yaml.parse(text, Loader=loader):
             events += 1
@@ -52,15 +52,19 @@ def load_yaml_bounded(text: str, what: str) -> object:
                 continue
             if anchor is not None:
                 anchor_sizes[anchor] = size
-            expanded += size if isinstance(event, yaml.AliasEvent) else 0
+            if isinstance(event, yaml.AliasEvent):
+                expanded += size
+                aliases += 1
             if open_nodes:
                 parent_anchor, parent_size = open_nodes[-1]
                 open_nodes[-1] = (parent_anchor, parent_size + size)
             if size > MAX_EXPANDED_NODES or expanded > MAX_EXPANDED_NODES:
-                raise MalformedInput(
-                    "yaml-alias-bomb",
-                    f"{what} uses YAML aliases that expand to more than {MAX_EXPANDED_NODES:,} nodes (an alias bomb)",
-                )
+                if aliases:
+                    raise MalformedInput(
+                        "yaml-alias-bomb",
+                        f"{what} uses YAML aliases that expand to more than {MAX_EXPANDED_NODES:,} nodes (an alias bomb)",
+                    )
+                raise MalformedInput("yaml-too-large", f"{what} holds more than {MAX_EXPANDED_NODES:,} YAML nodes")
         return yaml.load(text, Loader=loader)
     except MalformedInput:
         raise

@@ -53,7 +53,8 @@ class WeightsFile:
     checksum: str  # verified | mismatch | unpublished | skipped
     checksum_source: str | None
     complete: bool
-    imports: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()  # the globals a pickle would import (the first 200)
+    imports_total: int = 0
     copy: str = "primary"  # primary | alternate (another copy of the model, not counted in the totals)
 
 

@@ -49,7 +49,7 @@ def open_local(spec: str) -> Release:
 
 def _open_single_file(path: Path, spec: str) -> Release:
     entry = ReleaseFile(path=printable(path.name), location=path, size=path.stat().st_size, kind=classify(path.name))
-    return Release(root=path.parent, source_kind="file", files=(entry,), display_root=spec)
+    return Release(root=path.parent, source_kind="file", files=(entry,), display_root=printable(spec))
 
 
 def _open_directory(root: Path, spec: str) -> Release:
@@ -64,10 +64,10 @@ def _open_directory(root: Path, spec: str) -> Release:
             findings=tuple(extra) + findings,
             repo_id=repo_id,
             revision=revision,
-            display_root=spec,
+            display_root=printable(spec),
         )
     files, findings = _walk(root, allowed_root=root, blob_dir=None)
-    return Release(root=root, source_kind="directory", files=files, findings=findings, display_root=spec)
+    return Release(root=root, source_kind="directory", files=files, findings=findings, display_root=printable(spec))
 
 
 def _hf_cache_layout(path: Path):

@@ -152,9 +152,7 @@ def add_file_names() -> None:
         return build
 
     add_case(cat, "source-folder-with-escapes", source_named(b"rel\x1b[2J\x1b]0;t\x07"))
-    add_case(cat, "source-folder-not-utf8", source_named(b"rel\xff\xfe"),
-             known_failure="a SOURCE path with undecodable bytes is echoed raw into the JSON report (source.path), "
-                           "so stdout is not valid UTF-8 and the report cannot be parsed")
+    add_case(cat, "source-folder-not-utf8", source_named(b"rel\xff\xfe"))
 
     def single_named(raw: bytes) -> Build:
         def build(ws: Workspace) -> Path:
