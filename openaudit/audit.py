@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from openaudit import __version__
-from openaudit.evidence import ArchitectureEvidence, Evidence, gather
+from openaudit.evidence import ArchitectureEvidence, gather
 from openaudit.findings import Finding, finding
 from openaudit.inspect.card import find_card
 from openaudit.inspect.checksums import published_checksums, verify_checksums

@@ -10,7 +10,7 @@ metadata, or literals in the release's Python code such as Grok-1's ``run.py``) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from openaudit.families import registry
 from openaudit.families.compare import ArchitectureCheck
@@ -74,8 +74,10 @@ class Evidence:
 def gather(release: Release, weights: WeightsInspection) -> Evidence:
     findings: list[Finding] = []
     config_json, config_path = _read_config(release, findings)
-    architecture = _architecture(release, weights, config_json, config_path)
-    observations = _observations(release, weights, architecture, config_json, config_path)
+    # Literal hyper-parameters in the release's Python code, read once (ast, never run).
+    code = code_values(release, {name for names in CODE_NAMES.values() for name in names})
+    architecture = _architecture(weights, config_json, config_path, code)
+    observations = _observations(architecture, code)
     if architecture.check is not None:
         for mismatch in architecture.check.mismatches:
             if mismatch.kind == "tied-duplicate":
@@ -103,7 +105,7 @@ def _primary_records(weights: WeightsInspection, fmt: str | None = None, path: s
     return [tensor for tensor in weights.tensors if tensor.file in files]
 
 
-def _architecture(release: Release, weights: WeightsInspection, config_json, config_path) -> ArchitectureEvidence:
+def _architecture(weights: WeightsInspection, config_json, config_path, code: Mapping[str, CodeValue]) -> ArchitectureEvidence:
     if config_json is not None:
         detection = registry.detect_from_hf_config(config_json)
         records = [t for t in _primary_records(weights) if not _is_gguf(weights, t.file)]
@@ -116,7 +118,7 @@ def _architecture(release: Release, weights: WeightsInspection, config_json, con
             detection = registry.detect_from_gguf(gguf_scan.metadata, records)
             source = f"{gguf_scan.path} (GGUF metadata)"
         elif grok is not None and grok.family is not None:
-            key_size = code_values(release, ("key_size",)).get("key_size")
+            key_size = code.get("key_size")
             if key_size is not None and isinstance(key_size.value, int) and key_size.value > 0:
                 grok = registry.detect_from_tensors(weights.tensors, key_size.value)
             detection, records, source = grok, list(weights.tensors), "the checkpoint's leaf names and shapes"
@@ -169,10 +171,8 @@ def spec_values(config: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None and not isinstance(value, bool)}
 
 
-def _observations(release: Release, weights: WeightsInspection, architecture: ArchitectureEvidence,
-                  config_json, config_path) -> dict[str, Observation]:
+def _observations(architecture: ArchitectureEvidence, code: Mapping[str, CodeValue]) -> dict[str, Observation]:
     observations: dict[str, Observation] = {}
-    code = code_values(release, {name for names in CODE_NAMES.values() for name in names})
     if architecture.config is not None:
         values = spec_values(architecture.config)
         matched = architecture.status == "match"

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from openaudit.audit import AuditOptions, audit
-from openaudit.cli import main
 from openaudit.report.formats import render_json, render_table
 from openaudit.report.schema import validation_errors
 from tests.builders.grok_shapes import TOTAL_PARAMETERS, grok_bf16_tensors

@@ -46,7 +46,7 @@ from openaudit.inspect.tensors import BUFFER, SCALE, TensorRecord
 from openaudit.limits import open_regular
 from openaudit.run import dequant
 from openaudit.run import sharding as shard_rules
-from openaudit.run.tensor_io import PACKED_BITS, TensorReader, load_sharded, numpy_dtype
+from openaudit.run.tensor_io import TensorReader, load_sharded, numpy_dtype
 
 # Stored float dtypes that become the compute dtype on the device.
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ",
