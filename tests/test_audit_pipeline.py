@@ -263,3 +263,14 @@ def test_grok1_pickle_checkpoint_counts_the_same_without_reading_data(tmp_path: 
     assert not [f for f in document["findings"] if f["severity"] in ("critical", "high")]
     imports = {name for entry in weights["files"] for name in entry["imports"]}
     assert "__main__.QuantizedWeight8bit" in imports
+
+
+def test_an_audit_wide_scan_budget_stops_and_says_what_was_not_read(small_release: Path) -> None:
+    from openaudit.inspect.weights import inspect_weights
+    from openaudit.source.open import open_source
+
+    inspection = inspect_weights(open_source(str(small_release)), budget_seconds=0.0)
+    assert inspection.scans == ()
+    (item,) = [f for f in inspection.findings if f.id == "scan-budget-exhausted"]
+    assert item.location == "LICENSE"
+    assert "9 file(s) were not read" in item.message

@@ -445,7 +445,7 @@ def test_file_shorter_than_its_listed_size(tmp_path):
 
 
 class _CountingDeadline(Deadline):
-    """Runs out after a number of polls, to show that a loop polls at all."""
+    """Runs out after a number of polls (``check`` or ``check_now``), to show that a loop polls at all."""
 
     def __init__(self, polls: int):
         super().__init__(60)
@@ -456,13 +456,160 @@ class _CountingDeadline(Deadline):
         if self.polls < 0:
             raise ParseTimeout("out of polls")
 
+    check_now = check
+
 
 def test_long_loops_poll_the_deadline(tmp_path):
     path = tmp_path / "vocab.gguf"
     gb.write_gguf(path, {"tokenizer.ggml.tokens": gb.array(gb.STRING, ["x"] * 5000)})
-    with pytest.raises(ParseTimeout):
-        read_gguf(path, "vocab.gguf", path.stat().st_size, deadline=_CountingDeadline(1000))
+    with pytest.raises(ParseTimeout):  # a kept vocabulary polls once per string
+        read_gguf(path, "vocab.gguf", path.stat().st_size, keep_arrays=True, deadline=_CountingDeadline(1000))
     assert _read(path).metadata["tokenizer.ggml.tokens"]["count"] == 5000
+
+
+def test_skipped_string_arrays_poll_the_deadline_once_per_buffer(tmp_path):
+    # 16 bytes a string: 3,000 fit one 64 KiB buffer, 40,000 need ten. Five polls cover the header and the
+    # first, not the second.
+    short, long = tmp_path / "short.gguf", tmp_path / "long.gguf"
+    gb.write_gguf(short, {"tokenizer.ggml.tokens": gb.array(gb.STRING, [f"tok{i:05}" for i in range(3000)])})
+    gb.write_gguf(long, {"tokenizer.ggml.tokens": gb.array(gb.STRING, [f"tok{i:05}" for i in range(40_000)])})
+    header = read_gguf(short, "short.gguf", short.stat().st_size, deadline=_CountingDeadline(5))
+    assert header.metadata["tokenizer.ggml.tokens"] == {"type": "array", "element_type": "STRING", "count": 3000}
+    with pytest.raises(ParseTimeout):
+        read_gguf(long, "long.gguf", long.stat().st_size, deadline=_CountingDeadline(5))
+    assert _read(long).metadata["tokenizer.ggml.tokens"]["count"] == 40_000
+
+
+# --- caps on what a crafted header can make the reader walk --------------------------------------------
+
+
+def test_caps_are_far_above_real_files():
+    assert reader.MAX_TENSORS == 131_072
+    assert reader.MAX_WALKED_ELEMENTS == 2_097_152
+
+
+def _string_array_file(path: Path, count: int, *, strings: bytes = b"", size: int | None = None) -> Path:
+    data = gb.encode_header(0, 2) + gb.encode_kv("general.architecture", "llama")
+    data += gb.encode_string("tokenizer.ggml.tokens") + struct.pack("<IIQ", gb.ARRAY, gb.STRING, count) + strings
+    return gb.write_raw(path, data, size=size)
+
+
+def test_string_array_past_the_cap_stops_at_once(tmp_path):
+    # 2^25 empty strings: a 256 MiB sparse file, which used to take the whole 5 s deadline to walk.
+    count = 1 << 25
+    path = _string_array_file(tmp_path / "strings.gguf", count, size=200 + 8 * count)
+    started = time.process_time()
+    scan = _scan(path)
+    assert time.process_time() - started < 0.5
+    assert _ids(scan.findings) == ["gguf-too-many-entries"]
+    assert scan.findings[0].message == (
+        "the array 'tokenizer.ggml.tokens' declares 33554432 STRING elements; openaudit walks at most 2097152 "
+        "string or array elements per file (real vocabularies and merges have a few hundred thousand)"
+    )
+    assert scan.complete is False and scan.metadata == {"general.architecture": "llama"}
+
+
+def test_walked_elements_are_capped_exactly_and_per_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(reader, "MAX_WALKED_ELEMENTS", 1000)
+    at_cap = _string_array_file(tmp_path / "at.gguf", 1000, strings=bytes(8 * 1000))
+    assert _read(at_cap).metadata["tokenizer.ggml.tokens"]["count"] == 1000
+    past = _string_array_file(tmp_path / "past.gguf", 1001, strings=bytes(8 * 1001))
+    assert _fatal(past).finding_id == "gguf-too-many-entries"
+    # Two arrays share the budget; nested arrays count too.
+    two = gb.write_raw(tmp_path / "two.gguf", gb.encode_header(0, 2),
+                       gb.encode_string("a") + struct.pack("<IIQ", gb.ARRAY, gb.STRING, 600) + bytes(8 * 600),
+                       gb.encode_string("b") + struct.pack("<IIQ", gb.ARRAY, gb.ARRAY, 401)
+                       + struct.pack("<IQ", gb.UINT8, 0) * 401)
+    error = _fatal(two)
+    assert error.finding_id == "gguf-too-many-entries"
+    assert str(error).startswith("the array 'b' declares 401 ARRAY elements after 600 in earlier arrays;")
+
+
+def test_numeric_arrays_are_skipped_with_one_seek(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from openaudit import limits
+
+    # 2^30 FLOAT32 elements: a 4 GiB sparse array, far past the walking cap, costs no reads.
+    count = 1 << 30
+    data = gb.encode_header(0, 2) + gb.encode_string("scores") + struct.pack("<IIQ", gb.ARRAY, gb.FLOAT32, count)
+    tail = gb.encode_kv("general.architecture", "llama")
+    path = tmp_path / "scores.gguf"
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.seek(len(data) + 4 * count)
+        handle.write(tail)
+    read_bytes: list[int] = []
+
+    class CountingHandle:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def read(self, count=-1):
+            chunk = self._handle.read(count)
+            read_bytes.append(len(chunk))
+            return chunk
+
+        def seek(self, offset, whence=0):
+            return self._handle.seek(offset, whence)
+
+    @contextmanager
+    def counting_open(location):
+        with limits.open_regular(location) as handle:
+            yield CountingHandle(handle)
+
+    monkeypatch.setattr(reader, "open_regular", counting_open)
+    header = _read(path)
+    assert header.metadata == {"scores": {"type": "array", "element_type": "FLOAT32", "count": count},
+                               "general.architecture": "llama"}
+    assert read_bytes == [reader._BUFFER_BYTES, len(tail)]  # one buffer, then a seek past 4 GiB to the tail
+
+
+def test_skipped_strings_longer_than_the_buffer_are_passed_with_a_seek(tmp_path):
+    strings = [f"t{i}" for i in range(100)]
+    strings[50] = "x" * 200_000
+    path = tmp_path / "long-token.gguf"
+    gb.write_gguf(path, [("tokenizer.ggml.tokens", gb.array(gb.STRING, strings)), ("general.architecture", "llama")])
+    header = _read(path)
+    assert header.metadata == {"tokenizer.ggml.tokens": {"type": "array", "element_type": "STRING", "count": 100},
+                               "general.architecture": "llama"}
+    assert header.warnings == ()
+
+
+def test_skipped_string_running_past_the_file(tmp_path):
+    strings = b"".join(gb.encode_string(f"t{i}") for i in range(99)) + struct.pack("<Q", 2**62) + b"xy"
+    error = _fatal(_string_array_file(tmp_path / "past.gguf", 100, strings=strings))
+    assert error.finding_id == "gguf-length-exceeds-file"
+    assert str(error) == "a string in 'tokenizer.ggml.tokens' declares 4611686018427387904 bytes, but only 2 remain"
+
+
+def test_skipped_string_array_cut_inside_a_length(tmp_path):
+    strings = b"".join(gb.encode_string(f"t{i}") for i in range(99)) + b"\x01\x00"
+    path = _string_array_file(tmp_path / "cut.gguf", 100, strings=strings)
+    error = _fatal(path)
+    assert error.finding_id == "truncated-file"  # 2 bytes cannot hold the 100th string's length
+    assert str(error) == f"file ends inside a string in 'tokenizer.ggml.tokens' (byte {path.stat().st_size - 2})"
+
+
+def test_tensor_count_just_past_the_cap(tmp_path):
+    count = reader.MAX_TENSORS + 1
+    path = gb.write_raw(tmp_path / "tensors.gguf", gb.encode_header(count, 0), size=24 + 24 * count)
+    error = _fatal(path)
+    assert error.finding_id == "gguf-too-many-entries"
+    assert str(error) == "the header declares 131073 tensors (limit 131072)"
+
+
+def test_tensor_infos_at_the_cap_are_read_quickly(tmp_path):
+    # 2^17 infos of 24 zero bytes (empty name, no dims, F32, offset 0): one tensor and 131,071 duplicates.
+    count = reader.MAX_TENSORS
+    path = gb.write_raw(tmp_path / "zeros.gguf", gb.encode_header(count, 0), size=24 + 24 * count)
+    started = time.process_time()
+    scan = _scan(path)
+    assert time.process_time() - started < 2.0
+    assert _ids(scan.findings) == (["gguf-missing-architecture"] + ["gguf-duplicate-tensor"] * 20
+                                   + ["gguf-tensor-data-beyond-file", "gguf-duplicate-tensor"])
+    assert scan.findings[-1].message == "131051 more findings of this kind are not listed"
+    assert [(t.name, t.shape, t.nbytes) for t in scan.tensors] == [("", (), 4)]
 
 
 # --- hardening: warnings ---------------------------------------------------------------------------------

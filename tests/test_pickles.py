@@ -752,6 +752,125 @@ def test_value_budget_stops_a_memory_bomb(tmp_path, monkeypatch):
     assert ids(result) == [("pickle-too-complex", "high")]
 
 
+def test_protocol_0_lines_across_window_boundaries(tmp_path, read_counter):
+    # 300 GLOBAL lines of varying length: many straddle the 2 KiB read window. Each global is found, at
+    # its offset, and the file is read about once (a window per line would read 600 windows).
+    lines = [b"c" + b"mod%d\n" % i + b"x" * (i % 37) + b"name%d\n0" % i for i in range(300)]
+    data = b"".join(lines) + b"N."
+    result = scan(write(tmp_path, "lines.pkl", data))
+    assert result.complete
+    assert len(result.imports) == 300
+    assert result.imports[:2] == ("mod0.name0", "mod1.xname1")
+    assert result.imports[-1] == "mod299." + "x" * (299 % 37) + "name299"
+    assert read_counter() <= 2 * len(data) + pickles.READ_CHUNK
+
+
+def result_imports(result) -> list[str]:
+    return list(result.imports)
+
+
+def test_protocol_0_line_limits(tmp_path):
+    limit = pickles.MAX_LINE_BYTES
+    longest = scan(write(tmp_path, "longest.pkl", b"c" + b"m" * limit + b"\nname\n0N."))
+    assert result_imports(longest) == ["m" * limit + ".name"]
+    too_long = scan(write(tmp_path, "long.pkl", b"c" + b"m" * (limit + 1) + b"\nname\n0N."))
+    assert ids(too_long) == [("pickle-malformed", "high")]
+    assert too_long.findings[0].message == f"pickle at byte 0: a protocol-0 line is longer than {limit} bytes (at byte 0)"
+    assert ids(scan(write(tmp_path, "cut.pkl", b"cos\nsyst"))) == [("pickle-truncated", "high")]
+
+
+def test_caps_leave_room_for_real_checkpoints():
+    assert pickles.MAX_VALUES == 1_000_000
+    assert pickles.MAX_OPCODES == 2_000_000
+
+
+def _state_dict_costs(count: int, parameter: bool = False) -> tuple[int, int, int]:
+    """(tensors found, values spent, opcodes run) walking a torch.save state dict of ``count`` tensors."""
+    names = [f"model.layers.{i // 100}.mlp.experts.{i % 100}.down_proj" for i in range(count)]
+    state = OrderedDict((f"{name}.weight", TorchTensor(TorchStorage("F32", 16), (4, 4), parameter=parameter))
+                        for name in names)
+    # Module.state_dict() adds one _metadata entry per module; here every tensor is a module of its own
+    # (a Linear without bias), the costliest layout.
+    state._metadata = OrderedDict([("", {"version": 1})] + [(name, {"version": 1}) for name in names])
+    data, _ = pb.torch_pickle(state)
+    ctx = pickles.ScanContext(path="data.pkl", deadline=Deadline())
+    result = pickles.walk_pickle(pickles.ByteRange.of_bytes(data), ctx)
+    assert result.complete
+    found = len(pickles.collect_tensors(result.root, "data.pkl", ctx))
+    return found, pickles.MAX_VALUES - ctx.values_left, pickles.MAX_OPCODES - ctx.opcodes_left
+
+
+def test_a_state_dict_costs_35_values_and_36_opcodes_per_tensor():
+    # The arithmetic behind MAX_VALUES: 1,000,000 values hold 28,000 plain tensors (22,000 as nn.Parameter).
+    small, large = _state_dict_costs(1000), _state_dict_costs(2000)
+    assert (small[0], large[0]) == (1000, 2000)
+    # 35 values and 36 opcodes per tensor, plus the pickler's MARK ... SETITEMS batch per 1,000 items of
+    # each of the two dicts.
+    assert (large[1] - small[1], large[2] - small[2]) == (35_002, 36_004)
+    small, large = _state_dict_costs(1000, parameter=True), _state_dict_costs(2000, parameter=True)
+    assert (large[1] - small[1], large[2] - small[2]) == (45_002, 46_004)
+
+
+def test_value_cap_stops_two_million_empty_lists_quickly(tmp_path):
+    # The hostile corpus's "five files past the value cap": each such file used to take about 4 s.
+    path = write(tmp_path, "lists.pkl", b"\x80\x04" + b"]" * 2_100_000 + b".")
+    started = time.process_time()
+    result = scan(path)
+    assert time.process_time() - started < 2.0  # about 0.6 s on a shared core
+    assert ids(result) == [("pickle-too-complex", "high")]
+    assert result.findings[0].message == (
+        "the pickle at byte 0 builds more than 1,000,000 values, more than openaudit follows in one file")
+    assert not result.complete
+
+
+def test_marks_spend_values(tmp_path, monkeypatch):
+    # Each MARK starts a new list: a stream of them is a memory bomb without building any other value.
+    monkeypatch.setattr(pickles, "MAX_VALUES", 10_000)
+    assert ids(scan(write(tmp_path, "marks.pkl", b"\x80\x04" + b"(" * 10_000 + b"N."))) == [
+        ("pickle-too-complex", "high")]
+    assert ids(scan(write(tmp_path, "fewer.pkl", b"\x80\x04" + b"(" * 9_000 + b"N."))) == []
+
+
+def test_opcode_budget_stops_opcodes_that_build_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(pickles, "MAX_OPCODES", 5_000)
+    # PROTO repeated builds no value; 4,999 of them, NONE and STOP are 5,001 opcodes.
+    past = scan(write(tmp_path, "protos.pkl", b"\x80\x04" * 4_999 + b"N."))
+    assert ids(past) == [("pickle-too-complex", "high")]
+    assert past.findings[0].message == (
+        "the pickle at byte 0 runs more than 5,000 opcodes, more than openaudit follows in one file")
+    assert ids(scan(write(tmp_path, "at.pkl", b"\x80\x04" * 4_998 + b"N."))) == []
+    # The budget is per file: five pickles of 1,000 opcodes spend it, the sixth stops at once (one finding).
+    many = scan(write(tmp_path, "many.pkl", (b"\x80\x04" * 998 + b"N.") * 7))
+    assert ids(many) == [("pickle-too-complex", "high"), ("pickle-concatenated", "low")]
+    assert many.findings[0].message.startswith("the pickle at byte 9990 runs more than 5,000 opcodes")
+
+
+def test_a_walk_pauses_the_garbage_collector_and_restores_it():
+    import gc
+
+    seen: list[bool] = []
+    ctx = pickles.ScanContext(path="x.pkl", deadline=Deadline())
+    ctx.policy = pickles.GlobalPolicy(allow=frozenset(), critical=(), high=())
+    real_run = pickles._Machine.run
+
+    def spying_run(machine):
+        seen.append(gc.isenabled())
+        return real_run(machine)
+
+    pickles._Machine.run = spying_run
+    try:
+        assert gc.isenabled()
+        pickles.walk_pickle(pickles.ByteRange.of_bytes(b"\x80\x04N."), ctx)
+        assert gc.isenabled()
+        gc.disable()
+        pickles.walk_pickle(pickles.ByteRange.of_bytes(b"\x80\x04N."), ctx)
+        assert not gc.isenabled()  # a caller's choice is left alone
+    finally:
+        gc.enable()
+        pickles._Machine.run = real_run
+    assert seen == [False, False]
+
+
 def test_large_declared_payload_is_skipped_not_read(tmp_path, read_counter):
     path = tmp_path / "sparse.pkl"
     size = 3 * 1024**3

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO, Mapping
+from typing import BinaryIO, Callable, Mapping
 
 from openaudit.errors import MalformedInput
 from openaudit.findings import Finding, finding
@@ -86,10 +86,19 @@ GGML_MAX_DIMS = 4
 # ggml stores names in char[GGML_MAX_NAME] with a terminating NUL, so it accepts at most 63 bytes.
 GGML_MAX_NAME = 64
 MAX_KEY_BYTES = 65_535
-# Far above any real model (a few hundred keys, tens of thousands of tensors), far below what a crafted
-# header could make a Python dict hold.
+# Far above any real model (a few hundred keys), far below what a crafted header could make a Python dict hold.
 MAX_METADATA_KEYS = 65_536
-MAX_TENSORS = 1 << 20
+# Real GGUF files have a few hundred to ~2,000 tensors (llama.cpp stores MoE experts as one 3-D tensor per
+# layer); even one tensor per expert, as early Mixtral conversions did, is 256 experts x 61 layers x 3 =
+# 46,848 for a DeepSeek-V3-sized model. 2^17 is nearly three times that, and reading 2^17 infos takes
+# well under a second, where the former 2^20 let four crafted files take 17 s.
+MAX_TENSORS = 1 << 17
+# Elements of arrays with no fixed element size (strings, nested arrays) can only be walked one at a time.
+# Real ones are a vocabulary (at most ~262K tokens: Gemma 3) and its BPE merges (a few hundred thousand:
+# about 280K for Llama 3's 128K tokens), well under 10^6 together; 2^21 per file is several times that and
+# takes under a second to walk. Past it the file is hostile and parsing stops. Numeric arrays are skipped
+# with one seek whatever their length, so they need no such cap.
+MAX_WALKED_ELEMENTS = 1 << 21
 MAX_ARRAY_DEPTH = 8
 # Strings longer than this are summarised, never read (chat templates are tens of KiB).
 MAX_KEPT_STRING_BYTES = 1 << 20
@@ -103,6 +112,8 @@ MAX_FINDINGS_PER_ID = 20
 _INT64_MAX = (1 << 63) - 1
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_DIMS = tuple(struct.Struct(f"<{n}Q") for n in range(GGML_MAX_DIMS + 1))
+_TYPE_AND_OFFSET = struct.Struct("<IQ")
 _BUFFER_BYTES = 1 << 16
 
 # GGUF metadata value types: id -> (name, struct format or None, smallest encoded size in bytes).
@@ -208,11 +219,13 @@ class _FindingLog:
         self._kept: list[Finding] = []
         self._counts: dict[str, int] = {}
 
-    def add(self, rule_id: str, message: str) -> None:
+    def add(self, rule_id: str, message: str | Callable[[], str]) -> None:
+        """Record a finding; ``message`` may be a function, called only when the finding is kept, so that
+        a crafted file repeating one problem a million times does not format a million messages."""
         count = self._counts.get(rule_id, 0) + 1
         self._counts[rule_id] = count
         if count <= MAX_FINDINGS_PER_ID:
-            self._kept.append(finding(rule_id, message, self._path))
+            self._kept.append(finding(rule_id, message if isinstance(message, str) else message(), self._path))
 
     def findings(self) -> tuple[Finding, ...]:
         extra = [
@@ -277,6 +290,66 @@ class _Cursor:
             self._index = index + 8
             return _U64.unpack_from(self._buffer, index)[0]
         return _U64.unpack(self.read(8, what))[0]
+
+    def tensor_info(self) -> tuple[bytes, tuple[int, ...], int, int] | None:
+        """(name, dims, ggml type, offset) of the tensor info at the cursor when it lies whole in the buffer
+        and has a plausible name length and dimension count; None (nothing consumed) otherwise, and the
+        caller reads it field by field. One bounds check per info instead of six reads."""
+        buffer, index = self._buffer, self._index
+        available = len(buffer)  # the buffer never extends past ``size``
+        if index + 8 > available:
+            return None
+        name_end = index + 8 + _U64.unpack_from(buffer, index)[0]
+        if name_end + 4 > available or name_end - index - 8 > MAX_KEY_BYTES:
+            return None
+        n_dims = _U32.unpack_from(buffer, name_end)[0]
+        if n_dims > GGML_MAX_DIMS:
+            return None
+        end = name_end + 4 + 8 * n_dims + 12
+        if end > available:
+            return None
+        dims = _DIMS[n_dims].unpack_from(buffer, name_end + 4)
+        type_id, offset = _TYPE_AND_OFFSET.unpack_from(buffer, end - 12)
+        self._index = end
+        return buffer[index + 8 : name_end], dims, type_id, offset
+
+    def skip_strings(self, count: int, what: str, deadline: Deadline) -> None:
+        """Skip ``count`` length-prefixed strings, reading only their lengths.
+
+        A tight loop over the buffered bytes (about five times faster than a read per string), polling the
+        deadline once per buffer; a string longer than the buffer is passed with a seek.
+        """
+        unpack_from = _U64.unpack_from
+        while count:
+            deadline.check_now()
+            if len(self._buffer) - self._index < 8:
+                if self.remaining < 8:
+                    raise MalformedInput("truncated-file", f"file ends inside {what} (byte {self.offset})")
+                self._fill(8, what)
+            buffer, index = self._buffer, self._index
+            last = len(buffer) - 8  # the last index where a whole length field is buffered
+            limit = self._size - self._start  # the end of the file, relative to the buffer
+            start = index
+            left = count
+            # Only the last string of a pass can end past the buffer (the loop stops there), so the file's
+            # end is checked once, after the loop.
+            while index <= last:
+                start = index
+                index += 8 + unpack_from(buffer, index)[0]
+                left -= 1
+                if not left:
+                    break
+            if index > limit:
+                self._index = start
+                length = index - start - 8
+                raise MalformedInput(
+                    "gguf-length-exceeds-file", f"{what} declares {length} bytes, but only {limit - start - 8} remain"
+                )
+            count = left
+            if index > len(buffer):
+                self._seek(self._start + index)  # inside the file: checked against ``limit`` above
+            else:
+                self._index = index
 
     def _seek(self, target: int) -> None:
         try:
@@ -346,6 +419,7 @@ class _Parser:
         self.records: list[TensorRecord] = []
         self._budget = _Budget()
         self._utf8_reported: set[str] = set()
+        self._walked = 0  # elements of string and nested arrays walked so far
 
     # -- header ---------------------------------------------------------------------------------------
 
@@ -503,6 +577,8 @@ class _Parser:
                 f"the array {_show(key)} declares {count} {element_name} elements (at least {min_size} bytes "
                 f"each), but only {cursor.remaining} bytes remain",
             )
+        if fmt is None:
+            self._count_walked(key, count, element_name)
         label = f"ARRAY[{element_name}]"
         summary = {"type": "array", "element_type": element_name, "count": count}
         # Without keep_arrays, short flat arrays are kept (tags, languages, per-layer sizes); long or
@@ -522,8 +598,24 @@ class _Parser:
             return self._read_string_array(cursor, key, count, keep, summary), label
         return self._read_nested_arrays(cursor, key, count, depth, keep, summary), label
 
+    def _count_walked(self, key: str, count: int, element_name: str) -> None:
+        """Refuse string and nested arrays longer than any real file has: each element costs a step."""
+        self._walked += count
+        if self._walked > MAX_WALKED_ELEMENTS:
+            earlier = self._walked - count
+            raise MalformedInput(
+                "gguf-too-many-entries",
+                f"the array {_show(key)} declares {count} {element_name} elements"
+                + (f" after {earlier} in earlier arrays" if earlier else "")
+                + f"; openaudit walks at most {MAX_WALKED_ELEMENTS} string or array elements per file (real "
+                "vocabularies and merges have a few hundred thousand)",
+            )
+
     def _read_string_array(self, cursor: _Cursor, key: str, count: int, keep: bool, summary: dict) -> object:
         where = f"a string in {_show(key)}"  # formatted once: vocabularies have 10^5 strings
+        if not keep:
+            cursor.skip_strings(count, where, self.deadline)
+            return summary
         check = self.deadline.check
         kept: list[str] | None = [] if keep else None
         invalid = 0
@@ -584,8 +676,68 @@ class _Parser:
     # -- tensor infos ---------------------------------------------------------------------------------
 
     def _read_tensor_info(self, cursor: _Cursor, index: int, seen: set[str]) -> _PendingTensor | str:
-        """The tensor's info, or its name when it cannot be counted (a finding says why)."""
-        where = f"the info of tensor {index}"  # cheap: names are escaped only for findings
+        """The tensor's info, or its name when it cannot be counted (a finding says why).
+
+        Messages are formatted lazily: a crafted file can repeat one problem in every one of its infos.
+        """
+        fast = cursor.tensor_info()
+        if fast is None:
+            raw_name, dims, n_dims, type_id, relative_offset = self._read_tensor_info_fields(cursor, index)
+        else:
+            raw_name, dims, type_id, relative_offset = fast
+            n_dims = len(dims)
+        try:
+            name = raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            name = self._decode(raw_name, f"the name of tensor {index}")
+        if len(raw_name) >= GGML_MAX_NAME:
+            self.log.add(
+                "gguf-tensor-name-too-long",
+                lambda: f"tensor {_show(name)} has a {len(raw_name)}-byte name; ggml accepts at most "
+                f"{GGML_MAX_NAME - 1}",
+            )
+        if name in seen:
+            self.log.add(
+                "gguf-duplicate-tensor", lambda: f"tensor {_show(name)} appears more than once; the first is counted"
+            )
+            return name
+        seen.add(name)
+        if dims is None:
+            self.log.add(
+                "gguf-too-many-dims",
+                lambda: f"tensor {_show(name)} has {n_dims} dimensions (ggml allows {GGML_MAX_DIMS})",
+            )
+            return name
+        ggml_type = GGML_TYPES.get(type_id)
+        if ggml_type is None:
+            self.log.add("gguf-unknown-ggml-type", lambda: f"tensor {_show(name)} has ggml type {type_id}")
+            return name
+        elements = 1
+        for dim in dims:
+            elements *= dim
+        if elements > _INT64_MAX or any(dim > _INT64_MAX for dim in dims):
+            self.log.add(
+                "gguf-tensor-size-overflow",
+                lambda: f"tensor {_show(name)} has dimensions {list(dims)}, whose element count does not fit in "
+                "int64",
+            )
+            return name
+        row = dims[0] if dims else 1
+        if row % ggml_type.block_size:
+            self.log.add(
+                "gguf-row-not-block-multiple",
+                lambda: f"tensor {_show(name)} of type {ggml_type.name} has rows of {row} elements, not a "
+                f"multiple of its block size {ggml_type.block_size}",
+            )
+            return name
+        shape = tuple(reversed(dims))  # GGUF lists the fastest-varying dimension first
+        return _PendingTensor(name, ggml_type, shape, ggml_nbytes(ggml_type, elements), relative_offset)
+
+    def _read_tensor_info_fields(
+        self, cursor: _Cursor, index: int
+    ) -> tuple[bytes, tuple[int, ...] | None, int, int, int]:
+        """(name, dims or None when there are too many, n_dims, type, offset), one checked read at a time."""
+        where = f"the info of tensor {index}"
         name_length = cursor.u64(where)
         if name_length > MAX_KEY_BYTES:
             if name_length > cursor.remaining:
@@ -596,58 +748,23 @@ class _Parser:
             raise MalformedInput(
                 "gguf-tensor-name-too-long", f"the name of tensor {index} is {name_length} bytes long"
             )
-        name = self._decode(cursor.read(name_length, where), f"the name of tensor {index}")
-        if name_length >= GGML_MAX_NAME:
-            self.log.add(
-                "gguf-tensor-name-too-long",
-                f"tensor {_show(name)} has a {name_length}-byte name; ggml accepts at most {GGML_MAX_NAME - 1}",
-            )
+        raw_name = cursor.read(name_length, where)
         n_dims = cursor.u32(where)
+        dims: tuple[int, ...] | None
         if n_dims > GGML_MAX_DIMS:
             if n_dims * 8 > cursor.remaining:
+                name = raw_name.decode("utf-8", errors="replace")
                 raise MalformedInput(
                     "gguf-length-exceeds-file",
                     f"tensor {_show(name)} declares {n_dims} dimensions, but only {cursor.remaining} bytes remain",
                 )
             cursor.skip(n_dims * 8, where)
-            dims: tuple[int, ...] = ()
+            dims = None
         else:
             dims = cursor.unpack(f"{n_dims}Q", n_dims * 8, where)
         type_id = cursor.u32(where)
         relative_offset = cursor.u64(where)
-
-        if name in seen:
-            self.log.add("gguf-duplicate-tensor", f"tensor {_show(name)} appears more than once; the first is counted")
-            return name
-        seen.add(name)
-        if n_dims > GGML_MAX_DIMS:
-            self.log.add(
-                "gguf-too-many-dims", f"tensor {_show(name)} has {n_dims} dimensions (ggml allows {GGML_MAX_DIMS})"
-            )
-            return name
-        ggml_type = GGML_TYPES.get(type_id)
-        if ggml_type is None:
-            self.log.add("gguf-unknown-ggml-type", f"tensor {_show(name)} has ggml type {type_id}")
-            return name
-        elements = 1
-        for dim in dims:
-            elements *= dim
-        if any(dim > _INT64_MAX for dim in dims) or elements > _INT64_MAX:
-            self.log.add(
-                "gguf-tensor-size-overflow",
-                f"tensor {_show(name)} has dimensions {list(dims)}, whose element count does not fit in int64",
-            )
-            return name
-        row = dims[0] if dims else 1
-        if row % ggml_type.block_size:
-            self.log.add(
-                "gguf-row-not-block-multiple",
-                f"tensor {_show(name)} of type {ggml_type.name} has rows of {row} elements, not a multiple "
-                f"of its block size {ggml_type.block_size}",
-            )
-            return name
-        shape = tuple(reversed(dims))  # GGUF lists the fastest-varying dimension first
-        return _PendingTensor(name, ggml_type, shape, ggml_nbytes(ggml_type, elements), relative_offset)
+        return raw_name, dims, n_dims, type_id, relative_offset
 
     def _place_tensors(self, pending: list[_PendingTensor], data_start: int, alignment: int) -> bool:
         """Record the tensors with absolute offsets; check alignment, bounds and overlaps."""
@@ -658,15 +775,15 @@ class _Parser:
             if tensor.relative_offset % alignment:
                 self.log.add(
                     "gguf-tensor-misaligned",
-                    f"tensor {_show(tensor.name)} starts at data offset {tensor.relative_offset}, not a multiple "
-                    f"of {alignment}",
+                    lambda: f"tensor {_show(tensor.name)} starts at data offset {tensor.relative_offset}, not a "
+                    f"multiple of {alignment}",
                 )
             if offset + tensor.nbytes > self.size:
                 inside = False
                 self.log.add(
                     "gguf-tensor-data-beyond-file",
-                    f"tensor {_show(tensor.name)} needs bytes {offset} to {offset + tensor.nbytes} but the file "
-                    f"has {self.size}",
+                    lambda: f"tensor {_show(tensor.name)} needs bytes {offset} to {offset + tensor.nbytes} but the "
+                    f"file has {self.size}",
                 )
             self.records.append(
                 TensorRecord(
@@ -691,7 +808,7 @@ class _Parser:
             if furthest is not None and tensor.relative_offset < furthest_end:
                 self.log.add(
                     "gguf-tensor-overlap",
-                    f"the data of tensors {_show(furthest.name)} and {_show(tensor.name)} overlap",
+                    lambda: f"the data of tensors {_show(furthest.name)} and {_show(tensor.name)} overlap",
                 )
             end = tensor.relative_offset + tensor.nbytes
             if furthest is None or end > furthest_end:

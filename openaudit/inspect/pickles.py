@@ -20,8 +20,10 @@ to :mod:`openaudit.inspect.torch_files`.
 from __future__ import annotations
 
 import codecs
+import gc
 import io
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
@@ -44,8 +46,19 @@ MAX_TEXT_BYTES = 64 * 1024
 MAX_LINE_BYTES = 64 * 1024
 # Integers wider than this many bytes (LONG1/LONG4) are kept opaque.
 MAX_LONG_BYTES = 64
-# Symbolic values created per file (each tensor needs a few dozen).
-MAX_VALUES = 2_000_000
+# Symbolic values created per file: the memory bound. A torch.save state dict needs 35 per tensor with its
+# module's _metadata entry (45 when tensors are wrapped as nn.Parameter; tests/test_pickles.py measures
+# both), so 1,000,000 values hold about 28,000 tensors in one file; real checkpoints shard long before that
+# (a 100,000-tensor MoE ships as many files, and as safetensors). Walking a million one-byte values takes
+# about half a second; the former 2,000,000 let five 2 MB files take 20 s.
+MAX_VALUES = 1_000_000
+# Opcodes run per file: the time bound (PROTO or FRAME opcodes repeated create no value). Real pickles
+# run about one opcode per value, so this never binds before MAX_VALUES does.
+MAX_OPCODES = 2_000_000
+# Distinct globals one pickle may import. A weights pickle needs a handful (numpy's _reconstruct/ndarray/
+# dtype, torch's rebuild functions and storage classes: under 40); thousands mean a crafted file, and
+# working out the safety of each one is what made such a file slow.
+MAX_DISTINCT_GLOBALS = 1_000
 # Payload and text bytes kept in memory per file; past this, payloads are skipped like large ones.
 MAX_INLINE_TOTAL = 64 * 1024 * 1024
 # Nesting of pickles inside pickles that the scanner follows.
@@ -143,11 +156,15 @@ _OPCODES: dict[int, tuple[str, str]] = {
 }
 
 # Opcodes a protocol 0/1 pickle can start with (protocol 2+ pickles start with PROTO).
+# Opcodes that can begin a pickle without a PROTO header: protocol 0/1 ones, and protocol 2+ ones that
+# need no stack (the unpickler accepts a protocol-4 stream whose PROTO was left out).
 _PROTO0_FIRST = frozenset(
-    ord(c) for c in "(cNIJKLMFGSTUVX]})iplqdt"
+    [ord(c) for c in "(cNIJKLMFGSTUVX]})iplqdtBC"] + [0x88, 0x89, 0x8A, 0x8B, 0x8C, 0x8D, 0x8E, 0x8F, 0x95, 0x96]
 )
 
-_FIXED_INT = {"u1": ("<B", 1), "u2": ("<H", 2), "u4": ("<I", 4), "i4": ("<i", 4), "u8": ("<Q", 8)}
+_FIXED_INT = {kind: struct.Struct(fmt) for kind, fmt in (("u1", "<B"), ("u2", "<H"), ("u4", "<I"), ("i4", "<i"),
+                                                          ("u8", "<Q"))}
+_BIG_ENDIAN_DOUBLE = struct.Struct(">d")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,6 +214,15 @@ class ByteRange:
         self.pos += size
         return self._window[offset : offset + size]
 
+    def unpack(self, fmt: struct.Struct) -> tuple:
+        """``fmt`` unpacked at the current position: straight from the window when it holds the bytes."""
+        size = fmt.size
+        offset = self.pos - self._window_start
+        if 0 <= offset and offset + size <= len(self._window):  # the window never extends past ``end``
+            self.pos += size
+            return fmt.unpack_from(self._window, offset)
+        return fmt.unpack(self.read(size))
+
     def peek(self, size: int) -> bytes:
         size = min(size, self.end - self.pos)
         start = self.pos
@@ -210,22 +236,28 @@ class ByteRange:
         self.pos += size
 
     def readline(self, limit: int = MAX_LINE_BYTES) -> bytes:
-        """Bytes up to and including the next newline (protocol-0 arguments)."""
+        """Bytes up to and including the next newline (protocol-0 arguments).
+
+        Searched in the window first: a protocol-0 pickle is mostly short lines, and refilling the window
+        for each one (as a fixed-size peek would) costs two system calls a line.
+        """
         collected = bytearray()
         while True:
-            available = min(self.end - self.pos, READ_CHUNK)
-            if available <= 0:
-                raise _Truncated
-            chunk = self.peek(available)
-            cut = chunk.find(b"\n")
-            if cut >= 0:
-                collected += chunk[: cut + 1]
-                self.pos += cut + 1
-                return bytes(collected)
-            collected += chunk
-            self.pos += len(chunk)
-            if len(collected) > limit:
+            offset = self.pos - self._window_start
+            if not 0 <= offset < len(self._window):
+                if self.pos >= self.end:
+                    raise _Truncated
+                self._fill(1)
+                offset = 0
+            window = self._window
+            cut = window.find(b"\n", offset)
+            end = cut + 1 if cut >= 0 else len(window)
+            collected += window[offset:end]
+            self.pos += end - offset
+            if len(collected) > limit + 1:  # the line and its newline
                 raise _Malformed(f"a protocol-0 line is longer than {limit} bytes")
+            if cut >= 0:
+                return bytes(collected)
 
     def _fill(self, size: int) -> None:
         want = min(max(size, READ_CHUNK), self.end - self.pos)
@@ -568,6 +600,7 @@ class ScanContext:
     findings: list[Finding] = field(default_factory=list)
     storages: dict[str, StorageRef] = field(default_factory=dict)
     values_left: int = field(default_factory=lambda: MAX_VALUES)
+    opcodes_left: int = field(default_factory=lambda: MAX_OPCODES)
     inline_left: int = field(default_factory=lambda: MAX_INLINE_TOTAL)
     depth: int = 0
     # For a pickle read from memory (a decompressed zip member) payload offsets are not file offsets.
@@ -586,11 +619,11 @@ class ScanContext:
     def spend(self, count: int = 1) -> None:
         self.values_left -= count
         if self.values_left < 0:
-            raise _TooComplex
+            raise _TooComplex(f"builds more than {MAX_VALUES:,} values")
 
 
 class _TooComplex(Exception):
-    pass
+    """The file builds more values or runs more opcodes than openaudit follows in one file."""
 
 
 @dataclass
@@ -616,18 +649,43 @@ def walk_pickle(source: ByteRange, ctx: ScanContext) -> PickleResult:
     """
     machine = _Machine(source, ctx)
     start = source.pos
-    try:
-        root = machine.run()
-        return PickleResult(start, source.pos, root, machine.protocol, True)
-    except _Truncated:
-        ctx.add("pickle-truncated", f"the pickle starting at byte {start} ends before its STOP opcode")
-    except _Malformed as exc:
-        ctx.add("pickle-malformed", f"pickle at byte {start}: {exc} (at byte {machine.op_offset})")
-    except _TooComplex:
-        ctx.add("pickle-too-complex", f"the pickle at byte {start} builds more values than openaudit follows")
-    except RecursionError:
-        ctx.add("pickle-too-complex", f"the pickle at byte {start} nests values too deeply")
+    with _collector_paused():
+        try:
+            root = machine.run()
+            return PickleResult(start, source.pos, root, machine.protocol, True)
+        except _Truncated:
+            ctx.add("pickle-truncated", f"the pickle starting at byte {start} ends before its STOP opcode")
+        except _Malformed as exc:
+            ctx.add("pickle-malformed", f"pickle at byte {start}: {exc} (at byte {machine.op_offset})")
+        except _TooComplex as exc:
+            # Once per file: when the budget is spent, every later pickle of the file stops at once.
+            ctx.add("pickle-too-complex", f"the pickle at byte {start} {exc}, more than openaudit follows in one file",
+                    key=("too-complex", str(exc)))
+        except RecursionError:
+            ctx.add("pickle-too-complex", f"the pickle at byte {start} nests values too deeply")
+        # Free what the failed walk built while the collector is still paused: reference counting frees
+        # it at once, where the collector would first traverse up to MAX_VALUES objects.
+        machine.release()
     return PickleResult(start, source.pos, None, machine.protocol, False)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector during a walk (re-entrant: nested walks leave it alone).
+
+    A walk allocates up to MAX_VALUES small objects that all stay alive, and every few hundred
+    allocations the collector traverses the young ones, and now and then all of them: that doubles the
+    time of a long walk. Cycles made while it is paused (a list appended to itself through the memo) are
+    collected once it resumes.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _Machine:
@@ -643,6 +701,10 @@ class _Machine:
         self.op_offset = source.pos
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Drop the stack, the marks and the memo (after a failed walk)."""
+        self.stack, self.metastack, self.memo = [], [], {}
 
     def pop(self) -> object:
         if not self.stack:
@@ -662,35 +724,81 @@ class _Machine:
         return items
 
     def push(self, value: object) -> None:
-        self.ctx.spend()
+        ctx = self.ctx  # ctx.spend(), inlined: every value passes here
+        ctx.values_left -= 1
+        if ctx.values_left < 0:
+            raise _TooComplex(f"builds more than {MAX_VALUES:,} values")
         self.stack.append(value)
 
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> object:
+        # The hot loop of every scan (a crafted file can be millions of one-byte opcodes): the opcode and
+        # a fixed-size argument are read straight from the source's window, dispatched through a table
+        # built once; every _POLL_EVERY opcodes the deadline is polled and the opcode budget charged.
         source = self.source
-        deadline = self.ctx.deadline
-        while True:
-            deadline.check()
-            self.op_offset = source.pos
-            code = source.read(1)[0]
-            spec = _OPCODES.get(code)
-            if spec is None:
-                raise _Malformed(f"invalid opcode 0x{code:02x}")
-            name, kind = spec
-            arg = self._argument(kind, name) if kind else None
-            if name == "STOP":
-                return self.pop()
-            handler = getattr(self, "op_" + name)
-            handler(arg)
+        ctx = self.ctx
+        deadline = ctx.deadline
+        deadline.check_now()
+        if ctx.opcodes_left <= 0:  # the file's budget is spent: no further pickle is walked
+            raise _TooComplex(f"runs more than {MAX_OPCODES:,} opcodes")
+        dispatch = _DISPATCH
+        argument = self._argument
+        countdown = _POLL_EVERY
+        try:
+            while True:
+                countdown -= 1
+                if not countdown:
+                    countdown = _POLL_EVERY
+                    self._charge(_POLL_EVERY)
+                    deadline.check_now()
+                pos = source.pos
+                self.op_offset = pos
+                window = source._window
+                index = pos - source._window_start
+                if 0 <= index < len(window):  # the window never extends past the end of the range
+                    code = window[index]
+                    source.pos = pos + 1
+                else:
+                    code = source.read(1)[0]
+                    window = source._window
+                    index = pos - source._window_start
+                entry = dispatch[code]
+                if entry is None:
+                    raise _Malformed(f"invalid opcode 0x{code:02x}")
+                name, kind, handler, fixed = entry
+                if fixed is not None:
+                    end = index + 1 + fixed.size
+                    if end <= len(window):
+                        arg = fixed.unpack_from(window, index + 1)[0]
+                        source.pos = pos + 1 + fixed.size
+                    else:
+                        arg = source.unpack(fixed)[0]
+                elif kind:
+                    arg = argument(kind, name)
+                else:
+                    arg = None
+                if handler is None:  # STOP
+                    spent, countdown = _POLL_EVERY - countdown, _POLL_EVERY
+                    self._charge(spent)
+                    return self.pop()
+                handler(self, arg)
+        finally:
+            ctx.opcodes_left -= _POLL_EVERY - countdown  # a walk that stopped early used them too
+
+    def _charge(self, opcodes: int) -> None:
+        ctx = self.ctx
+        ctx.opcodes_left -= opcodes
+        if ctx.opcodes_left < 0:
+            raise _TooComplex(f"runs more than {MAX_OPCODES:,} opcodes")
 
     def _argument(self, kind: str, name: str) -> object:
         source = self.source
-        if kind in _FIXED_INT:
-            fmt, size = _FIXED_INT[kind]
-            return struct.unpack(fmt, source.read(size))[0]
+        fixed = _FIXED_INT.get(kind)
+        if fixed is not None:
+            return source.unpack(fixed)[0]
         if kind == "f8":
-            return struct.unpack(">d", source.read(8))[0]
+            return source.unpack(_BIG_ENDIAN_DOUBLE)[0]
         if kind in ("long1", "long4"):
             size = source.read(1)[0] if kind == "long1" else struct.unpack("<i", source.read(4))[0]
             if size < 0:
@@ -799,6 +907,7 @@ class _Machine:
             raise _Truncated
 
     def op_MARK(self, _arg: None) -> None:
+        self.ctx.spend()  # a new list: a stream of MARKs is a memory bomb too
         self.metastack.append(self.stack)
         self.stack = []
 
@@ -835,8 +944,7 @@ class _Machine:
 
     # -- constants --------------------------------------------------------------------------------
 
-    def _push_arg(self, arg: object) -> None:
-        self.push(arg)
+    _push_arg = push  # the argument is the value (one call fewer per constant)
 
     op_INT = op_BININT = op_BININT1 = op_BININT2 = op_LONG = op_LONG1 = op_LONG4 = _push_arg
     op_FLOAT = op_BINFLOAT = _push_arg
@@ -1010,6 +1118,8 @@ class _Machine:
     def _import(self, module: str, name: str) -> Global:
         glob = Global(module, name, self.op_offset)
         full = _printable(glob.full)  # names come from the file: no terminal escapes in reports
+        if full not in self.ctx.imports and len(self.ctx.imports) >= MAX_DISTINCT_GLOBALS:
+            raise _TooComplex(f"imports more than {MAX_DISTINCT_GLOBALS:,} distinct globals")
         self.ctx.imports.setdefault(full, self.op_offset)
         severity = self.ctx.policy.severity(module, name)
         if severity is not None:
@@ -1164,6 +1274,22 @@ class _Machine:
             return Persistent(pid, None)
         known = self.ctx.storages.setdefault(storage.key, storage)
         return Persistent(pid, known)
+
+
+# The deadline is polled once per this many opcodes (and whenever a walk starts).
+_POLL_EVERY = 1024
+
+
+def _dispatch_entry(code: int) -> tuple[str, str, Callable | None, struct.Struct | None] | None:
+    """(name, argument kind, handler or None for STOP, struct of a fixed-size integer argument or None)."""
+    if code not in _OPCODES:
+        return None
+    name, kind = _OPCODES[code]
+    handler = None if name == "STOP" else getattr(_Machine, "op_" + name)
+    return name, kind, handler, _FIXED_INT.get(kind)
+
+
+_DISPATCH = tuple(_dispatch_entry(code) for code in range(256))
 
 
 def _parse_int(line: bytes) -> int:

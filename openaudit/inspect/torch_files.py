@@ -19,8 +19,9 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
+from openaudit.inspect import npy
 from openaudit.inspect.pickles import (
     ByteRange,
     PickleResult,
@@ -332,8 +333,41 @@ def _is_bomb(member: ZipMember, ctx: ScanContext) -> bool:
     return False
 
 
-def _walk_member(handle: BinaryIO, member: ZipMember, ctx: ScanContext) -> list[PickleResult]:
-    """Walk every pickle in a member (stored: in place in the file; deflated: a bounded copy)."""
+def _inflate_prefix(handle: BinaryIO, member: ZipMember, size: int) -> bytes | None:
+    """The first ``size`` bytes (or fewer) of a deflated member, inflating no more than that."""
+    inflater = zlib.decompressobj(-15)
+    output = bytearray()
+    handle.seek(member.data_offset)
+    left = member.compressed_size
+    try:
+        while left > 0 and len(output) < size:
+            chunk = handle.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
+            output += inflater.decompress(chunk, size - len(output))
+            if inflater.unconsumed_tail:
+                break  # ``size`` bytes are out; the rest is not wanted
+    except zlib.error:
+        return None
+    return bytes(output)
+
+
+def _scan_npy_member(handle: BinaryIO, member: ZipMember, ctx: ScanContext) -> None:
+    """An ``.npy`` member (an ``.npz`` array): walked as a pickle when its dtype holds objects or cannot be
+    read. A numeric array's header is all that is read; a compressed one is not inflated past it."""
+    if not member.stored and member.method == _DEFLATED:
+        prefix = _inflate_prefix(handle, member, npy.PREAMBLE_BYTES + npy.MAX_HEADER_BYTES)
+        if prefix is not None and not npy.may_hold_pickle(prefix):
+            return
+    _walk_member(handle, member, ctx, npy.walk_npy)
+
+
+def _walk_member(handle: BinaryIO, member: ZipMember, ctx: ScanContext,
+                 walk: Callable[[ByteRange, ScanContext], list[PickleResult]] | None = None) -> list[PickleResult]:
+    """Walk every pickle in a member (stored: in place in the file; deflated: a bounded copy); ``walk``
+    reads the member (every pickle one after another by default)."""
+    walk = walk or _walk_all
     saved_where = ctx.where
     ctx.where = f" (zip member {member.name})"
     try:
@@ -343,14 +377,14 @@ def _walk_member(handle: BinaryIO, member: ZipMember, ctx: ScanContext) -> list[
                         f"stored member {member.name!r} declares {member.size} bytes but stores {member.compressed_size}",
                         key=("stored-size", member.name))
             end = member.data_offset + min(member.size, member.compressed_size)
-            return _walk_all(ByteRange(handle, member.data_offset, end), ctx)
+            return walk(ByteRange(handle, member.data_offset, end), ctx)
         data = _inflate_bounded(handle, member, ctx)
         if data is None:
             return []
         saved_offsets = ctx.file_offsets
         ctx.file_offsets = False
         try:
-            return _walk_all(ByteRange.of_bytes(data), ctx)
+            return walk(ByteRange.of_bytes(data), ctx)
         finally:
             ctx.file_offsets = saved_offsets
     finally:
@@ -464,7 +498,8 @@ def _scan_other_member(handle: BinaryIO, member: ZipMember, folder: str | None, 
                        ctx: ScanContext, metadata: dict[str, object], torch_like: bool) -> None:
     """Sniff every member for pickles; in a torch archive, also note members torch.save never writes.
 
-    A zip that is no torch archive (a dataset, an npz) yields findings only for the pickles it hides.
+    A zip that is no torch archive (a dataset, an npz) yields findings only for the pickles it hides,
+    object-dtype ``.npy`` members included.
     """
     if member.name in referenced:
         if not member.stored:
@@ -478,7 +513,9 @@ def _scan_other_member(handle: BinaryIO, member: ZipMember, folder: str | None, 
         return
     head = _member_head(handle, member)  # bounded: at most 4 KiB read, 64 bytes inflated
     lower = member.name.lower()
-    if (head is not None and sniff_pickle(head)) or lower.endswith((".pkl", ".pickle")):
+    if head is not None and npy.is_npy(head):
+        _scan_npy_member(handle, member, ctx)  # an object array's data is a pickle
+    elif (head is not None and sniff_pickle(head)) or lower.endswith((".pkl", ".pickle")):
         ctx.add("torch-zip-extra-pickle", f"member {member.name!r} is a pickle; it was scanned too",
                 key=("extra", member.name))
         _walk_member(handle, member, ctx)

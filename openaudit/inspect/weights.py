@@ -102,6 +102,8 @@ def sniff(entry: ReleaseFile) -> str | None:
     except MalformedInput:
         return None
     lower = entry.path.lower()
+    if head[:6] == b"\x93NUMPY":
+        return "npy"  # an object array's data is a pickle (openaudit/inspect/npy.py)
     if head[:4] == b"GGUF" or lower.endswith(".gguf"):
         return "gguf"
     if lower.endswith(".safetensors") or _looks_like_safetensors(head, entry.size):
@@ -124,12 +126,25 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return 2 <= length <= size - 8 and head[8:9] == b"{"
 
 
-def inspect_weights(release: Release) -> WeightsInspection:
+# All weights files of one release together may not take longer than this to scan (each file also has its
+# own parse deadline). Real releases take a second or two (Grok-1's 770 files: well under one); a release
+# crafted so that many files each run to their own limit is stopped here, and says what was not scanned.
+SCAN_BUDGET_SECONDS = 60.0
+
+
+def inspect_weights(release: Release, budget_seconds: float = SCAN_BUDGET_SECONDS) -> WeightsInspection:
     """Scan every file that holds weights, check sharded indexes, and resolve parameter/buffer roles."""
+    import time
+
     scans: list[WeightsFileScan] = []
     findings: list[Finding] = []
+    give_up_at = time.monotonic() + budget_seconds
+    unscanned: list[str] = []
     for entry in release.files:
         if is_index(entry.path):
+            continue
+        if time.monotonic() > give_up_at:
+            unscanned.append(entry.path)
             continue
         kind = sniff(entry)
         if kind is None:
@@ -138,9 +153,15 @@ def inspect_weights(release: Release) -> WeightsInspection:
             findings.append(finding("empty-weights-file", "the weights file is empty", entry.path))
             continue
         scan = _scanner(kind)(entry.location, entry.path, entry.size)
+        if scan is None:
+            continue  # a numeric .npy array: not weights openaudit counts
         if kind == "pickle" and not scan.tensors and not scan.imports and not scan.findings and entry.kind != WEIGHTS:
             continue  # a zip or a text file that merely started like one: not weights
         scans.append(scan)
+    if unscanned:
+        findings.append(finding("scan-budget-exhausted",
+                                f"scanning stopped after {budget_seconds:g} s; {len(unscanned)} file(s) were not read, "
+                                f"from {unscanned[0]}", unscanned[0]))
     scans = _name_grok_leaves(scans, findings)
     by_path = {scan.path: scan for scan in scans}
     indexes = tuple(check_index(entry, release, by_path) for entry in release.files if is_index(entry.path))
@@ -275,6 +296,10 @@ def _scanner(kind: str):
         from openaudit.inspect.gguf import scan_gguf
 
         return scan_gguf
+    if kind == "npy":
+        from openaudit.inspect.npy import scan_npy_file
+
+        return scan_npy_file
     from openaudit.inspect.pickles import scan_pickle_file
 
     return scan_pickle_file

@@ -86,10 +86,7 @@ def add_pickles() -> None:
             os.link(first, ws.dir / f"part{index}.pkl")  # hard links: five files, one copy on disk
         return ws.dir
 
-    add_case(cat, "five-files-past-the-value-cap", value_cap_files, "pickle-too-complex",
-             known_failure="each 2 MB pickle of EMPTY_LIST opcodes takes about 4 s of CPU before the 2,000,000-value "
-                           "cap stops it, and the 5 s deadline is per file, not per audit: five such files keep the "
-                           "audit busy for about 20 s")
+    add_case(cat, "five-files-past-the-value-cap", value_cap_files, "pickle-too-complex")
 
     def distinct_globals(ws: Workspace) -> Path:
         first = ws.write("part0.pkl", b"".join(b"cos\nsystem%d\n0" % i for i in range(100_000)) + b"N.")
@@ -97,10 +94,7 @@ def add_pickles() -> None:
             os.link(first, ws.dir / f"part{index}.pkl")  # more names for the same bytes
         return ws.dir
 
-    add_case(cat, "four-files-of-100k-distinct-unsafe-globals", distinct_globals, "unsafe-code",
-             known_failure="a 1.7 MB pickle importing 100,000 distinct globals (os.system0, os.system1, ...) gives "
-                           "100,000 unsafe-code findings, a 22 MB report and about 5 s of CPU; findings are not "
-                           "capped per file and deadlines are per file, so four such files take about 20 s")
+    add_case(cat, "four-files-of-100k-distinct-unsafe-globals", distinct_globals, "unsafe-code", "pickle-too-complex")
     add_case(cat, "binbytes8-length-u64-max", in_folder("model.pkl", b"\x80\x04\x8e" + struct.pack("<Q", U64_MAX)),
              "pickle-truncated")
     add_case(cat, "binunicode8-length-2pow63", in_folder("model.pkl", b"\x80\x04\x8d" + struct.pack("<Q", 2**63)),
@@ -285,9 +279,8 @@ def add_torch_zip() -> None:
         ws.write("weights.npz", raw_zip([ZipEntry(b"arr_0.npy", npy)]))
         return ws.dir
 
-    add_case(cat, "npz-object-array-pickle", npz_object_array, "unsafe-code", unsafe=["os.system"],
-             known_failure="an object-dtype .npy inside an .npz is a pickle that numpy.load(allow_pickle=True) runs; "
-                           "openaudit does not look past the npy header, so os.system goes unreported")
+    add_case(cat, "npz-object-array-pickle", npz_object_array, "unsafe-code", "npy-object-array",
+             unsafe=["os.system"])
 
 
 def add_npy() -> None:
@@ -295,9 +288,8 @@ def add_npy() -> None:
     header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
     header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
     npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + pb.stack_global_call("os", "system", "true")
-    add_case(cat, "npy-object-array-pickle", in_folder("embeddings.npy", npy), "unsafe-code", unsafe=["os.system"],
-             known_failure="an object-dtype .npy file is a pickle after its header (numpy.load(allow_pickle=True) "
-                           "runs it); openaudit does not scan .npy files, so os.system goes unreported")
+    add_case(cat, "npy-object-array-pickle", in_folder("embeddings.npy", npy), "unsafe-code", "npy-object-array",
+             unsafe=["os.system"])
 
 
 def add_grok() -> None:
