@@ -14,8 +14,8 @@ from safetensors.numpy import load_file, save_file
 from openaudit.audit import AuditOptions, audit
 from openaudit.evidence import ArchitectureEvidence, Evidence
 from openaudit.families import registry
-from openaudit.families.naming import canonical
 from openaudit.inspect.claims import Claim, claims_from_config, claims_from_prose, labels_in_name, parse_size_label
+from openaudit.inspect.tensor_names import canonical
 from openaudit.report.formats import render_json, render_table
 from openaudit.report.schema import validation_errors
 from openaudit.verify import Counts, verify_claims

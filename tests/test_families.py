@@ -26,7 +26,6 @@ from openaudit.families import (
     gpt2,
     gpt_neox,
     grok1,
-    grok1_layout,
     llama,
     mistral,
     mixtral,
@@ -40,6 +39,8 @@ from openaudit.families import (
 from openaudit.families._hf import ConfigReader
 from openaudit.families.compare import ArchitectureCheck, Mismatch, compare
 from openaudit.families.spec import ConfigError, TensorSpec, counted_parameters
+from openaudit.inspect.pickle import grok_layout
+from openaudit.inspect.tensor_names import canonical
 from openaudit.inspect.tensors import BUFFER, PARAMETER, SCALE, TensorRecord
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
@@ -120,7 +121,7 @@ def test_grok1_published_constants() -> None:
     assert grok1.one_expert_path_parameter_count(config) == 83_756_587_008 - 64 * 603_979_776
     specs = grok1.expected_tensors(config)
     assert len(specs) == 770
-    assert tuple(spec.name for spec in specs) == grok1_layout.leaf_paths(64)
+    assert tuple(spec.name for spec in specs) == grok_layout.leaf_paths(64)
     assert counted_parameters(specs) == 315_684_820_992
     shapes = {spec.name: spec.shape for spec in specs}
     assert shapes["language_model/in_out_embed/embeddings"] == (131072, 6144)
@@ -511,7 +512,7 @@ def test_grok_int8_weights_with_scales_match() -> None:
     for spec in specs:
         big = len(spec.shape) >= 2 and "router" not in spec.name and "embed" not in spec.name
         if big:
-            scale = spec.name + grok1_layout.SCALES_SUFFIX
+            scale = spec.name + grok_layout.SCALES_SUFFIX
             observed.append(record(spec.name, spec.shape, "I8", pairs_with=scale))
             observed.append(record(scale, (1, spec.shape[-1]), "BF16", SCALE, pairs_with=spec.name))
         else:
@@ -536,15 +537,15 @@ def test_grok_config_read_back_from_leaf_shapes() -> None:
 
 
 def test_canonical_names() -> None:
-    assert naming.canonical("model.layers.0.self_attn.q_proj.weight") == "layers.0.self_attn.q_proj.weight"
-    assert naming.canonical("transformer.h.3.attn.c_attn.weight") == "h.3.attn.c_attn.weight"
-    assert naming.canonical("gpt_neox.layers.1.mlp.dense_4h_to_h.bias") == "layers.1.mlp.dense_4h_to_h.bias"
-    assert naming.canonical("bert.embeddings.LayerNorm.gamma") == "embeddings.LayerNorm.weight"
-    assert naming.canonical("cls.predictions.transform.LayerNorm.beta") == "cls.predictions.transform.LayerNorm.bias"
-    assert naming.canonical("language_model.model.layers.2.mlp.up_proj.weight") == "layers.2.mlp.up_proj.weight"
-    assert naming.canonical("model.language_model.embed_tokens.weight") == "embed_tokens.weight"
-    assert naming.canonical("language_model.lm_head.weight") == "lm_head.weight"
-    assert naming.canonical("transformer/decoder_layer_0/router/w") == "transformer/decoder_layer_0/router/w"
+    assert canonical("model.layers.0.self_attn.q_proj.weight") == "layers.0.self_attn.q_proj.weight"
+    assert canonical("transformer.h.3.attn.c_attn.weight") == "h.3.attn.c_attn.weight"
+    assert canonical("gpt_neox.layers.1.mlp.dense_4h_to_h.bias") == "layers.1.mlp.dense_4h_to_h.bias"
+    assert canonical("bert.embeddings.LayerNorm.gamma") == "embeddings.LayerNorm.weight"
+    assert canonical("cls.predictions.transform.LayerNorm.beta") == "cls.predictions.transform.LayerNorm.bias"
+    assert canonical("language_model.model.layers.2.mlp.up_proj.weight") == "layers.2.mlp.up_proj.weight"
+    assert canonical("model.language_model.embed_tokens.weight") == "embed_tokens.weight"
+    assert canonical("language_model.lm_head.weight") == "lm_head.weight"
+    assert canonical("transformer/decoder_layer_0/router/w") == "transformer/decoder_layer_0/router/w"
 
 
 def test_bert_pretraining_checkpoint_with_legacy_names_and_heads() -> None:

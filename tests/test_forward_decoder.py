@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
 from openaudit.families import registry  # noqa: E402
-from openaudit.families.naming import canonical  # noqa: E402
+from openaudit.inspect.tensor_names import canonical  # noqa: E402
 from openaudit.run import layers as L  # noqa: E402
 from openaudit.run.model import forward, split_params  # noqa: E402
 from openaudit.run.models import decoder, forward_model  # noqa: E402

@@ -24,7 +24,7 @@ from safetensors.numpy import load_file  # noqa: E402
 from openaudit.families import bert as bert_family  # noqa: E402
 from openaudit.families import gpt2 as gpt2_family  # noqa: E402
 from openaudit.families import gpt_neox as gpt_neox_family  # noqa: E402
-from openaudit.families.naming import canonical  # noqa: E402
+from openaudit.inspect.tensor_names import canonical  # noqa: E402
 from openaudit.run.model import forward, split_params  # noqa: E402
 from openaudit.run.models import bert, forward_model, gpt2, gpt_neox  # noqa: E402
 

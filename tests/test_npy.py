@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openaudit.inspect import npy, pickles
-from openaudit.inspect.npy import ARRAY, PICKLE, UNKNOWN, parse_header, scan_npy_file
-from openaudit.inspect.pickles import scan_pickle_file
+from openaudit.inspect.pickle import npy
+from openaudit.inspect.pickle.npy import ARRAY, PICKLE, UNKNOWN, parse_header, scan_npy_file
+from openaudit.inspect.pickle.opcodes import READ_CHUNK
+from openaudit.inspect.pickle.scan import scan_pickle_file
 from tests.builders import pickle_builder as pb
 
 OS_SYSTEM = pb.stack_global_call("os", "system", "true")
@@ -230,7 +231,7 @@ def test_numeric_arrays_are_not_weights_and_only_their_header_is_read(tmp_path, 
 
     monkeypatch.setattr(npy, "open_regular", counting_open)
     assert scan_npy_file(path, "embeddings.npy", path.stat().st_size) is None
-    assert sum(counts) == pickles.READ_CHUNK  # one window: the 128-byte header and a little more
+    assert sum(counts) == READ_CHUNK  # one window: the 128-byte header and a little more
 
 
 @pytest.mark.parametrize("data", [b"\x93NUMPY\x04\x00" + bytes(100), npy_bytes(object_header(), OS_SYSTEM)[:60],

@@ -23,11 +23,14 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from openaudit.families.grok1_layout import leaf_paths
 from openaudit.findings import Severity, catalogue
-from openaudit.inspect import pickles, torch_files
-from openaudit.inspect.grok_checkpoint import name_grok_leaves
-from openaudit.inspect.pickles import scan_pickle_file, sniff_pickle, sniff_torch_zip
+from openaudit.inspect.pickle import machine, opcodes, policy, tensor_records, torch_files
+from openaudit.inspect.pickle import scan as pickle_scan
+from openaudit.inspect.pickle.grok_checkpoint import name_grok_leaves
+from openaudit.inspect.pickle.grok_layout import leaf_paths
+from openaudit.inspect.pickle.scan import scan_pickle_file
+from openaudit.inspect.pickle.sniff import sniff_pickle
+from openaudit.inspect.pickle.torch_files import sniff_torch_zip
 from openaudit.inspect.tensors import PARAMETER, SCALE, TensorRecord
 from openaudit.limits import Deadline
 from tests.builders import pickle_builder as pb
@@ -72,7 +75,7 @@ class CountingHandle:
 def read_counter(monkeypatch):
     """Counts every byte the scanner reads from files it opens."""
     handles: list[CountingHandle] = []
-    real_open = pickles.open_regular
+    real_open = pickle_scan.open_regular
 
     @contextmanager
     def counting_open(path):
@@ -81,7 +84,7 @@ def read_counter(monkeypatch):
             handles.append(counted)
             yield counted
 
-    monkeypatch.setattr(pickles, "open_regular", counting_open)
+    monkeypatch.setattr(pickle_scan, "open_regular", counting_open)
     return lambda: sum(handle.count for handle in handles)
 
 
@@ -736,18 +739,18 @@ def test_deadline_stops_a_long_pickle(tmp_path):
 
 
 def test_inline_payload_budget(monkeypatch):
-    monkeypatch.setattr(pickles, "MAX_INLINE_TOTAL", 1000)
+    monkeypatch.setattr(machine, "MAX_INLINE_TOTAL", 1000)
     # 300 memoized 100-byte payloads: the first ten are kept, the rest are skipped like large ones.
     body = b"".join(b"C\x64" + bytes(100) + b"\x94" for _ in range(300))
-    ctx = pickles.ScanContext(path="many.pkl", deadline=Deadline())
-    result = pickles.walk_pickle(pickles.ByteRange.of_bytes(b"\x80\x04(" + body + b"t."), ctx)
+    ctx = machine.ScanContext(path="many.pkl", deadline=Deadline())
+    result = machine.walk_pickle(opcodes.ByteRange.of_bytes(b"\x80\x04(" + body + b"t."), ctx)
     assert result.complete
     assert [blob.data is not None for blob in result.root.items] == [True] * 10 + [False] * 290
     assert [blob.offset for blob in result.root.items[:2]] == [5, 108]
 
 
 def test_value_budget_stops_a_memory_bomb(tmp_path, monkeypatch):
-    monkeypatch.setattr(pickles, "MAX_VALUES", 10_000)
+    monkeypatch.setattr(machine, "MAX_VALUES", 10_000)
     result = scan(write(tmp_path, "bomb.pkl", b"\x80\x04" + b"]\x94" * 6000 + b"."))
     assert ids(result) == [("pickle-too-complex", "high")]
 
@@ -762,7 +765,7 @@ def test_protocol_0_lines_across_window_boundaries(tmp_path, read_counter):
     assert len(result.imports) == 300
     assert result.imports[:2] == ("mod0.name0", "mod1.xname1")
     assert result.imports[-1] == "mod299." + "x" * (299 % 37) + "name299"
-    assert read_counter() <= 2 * len(data) + pickles.READ_CHUNK
+    assert read_counter() <= 2 * len(data) + opcodes.READ_CHUNK
 
 
 def result_imports(result) -> list[str]:
@@ -770,7 +773,7 @@ def result_imports(result) -> list[str]:
 
 
 def test_protocol_0_line_limits(tmp_path):
-    limit = pickles.MAX_LINE_BYTES
+    limit = opcodes.MAX_LINE_BYTES
     longest = scan(write(tmp_path, "longest.pkl", b"c" + b"m" * limit + b"\nname\n0N."))
     assert result_imports(longest) == ["m" * limit + ".name"]
     too_long = scan(write(tmp_path, "long.pkl", b"c" + b"m" * (limit + 1) + b"\nname\n0N."))
@@ -780,8 +783,8 @@ def test_protocol_0_line_limits(tmp_path):
 
 
 def test_caps_leave_room_for_real_checkpoints():
-    assert pickles.MAX_VALUES == 1_000_000
-    assert pickles.MAX_OPCODES == 2_000_000
+    assert machine.MAX_VALUES == 1_000_000
+    assert machine.MAX_OPCODES == 2_000_000
 
 
 def _state_dict_costs(count: int, parameter: bool = False) -> tuple[int, int, int]:
@@ -793,11 +796,11 @@ def _state_dict_costs(count: int, parameter: bool = False) -> tuple[int, int, in
     # (a Linear without bias), the costliest layout.
     state._metadata = OrderedDict([("", {"version": 1})] + [(name, {"version": 1}) for name in names])
     data, _ = pb.torch_pickle(state)
-    ctx = pickles.ScanContext(path="data.pkl", deadline=Deadline())
-    result = pickles.walk_pickle(pickles.ByteRange.of_bytes(data), ctx)
+    ctx = machine.ScanContext(path="data.pkl", deadline=Deadline())
+    result = machine.walk_pickle(opcodes.ByteRange.of_bytes(data), ctx)
     assert result.complete
-    found = len(pickles.collect_tensors(result.root, "data.pkl", ctx))
-    return found, pickles.MAX_VALUES - ctx.values_left, pickles.MAX_OPCODES - ctx.opcodes_left
+    found = len(tensor_records.collect_tensors(result.root, "data.pkl", ctx))
+    return found, machine.MAX_VALUES - ctx.values_left, machine.MAX_OPCODES - ctx.opcodes_left
 
 
 def test_a_state_dict_costs_35_values_and_36_opcodes_per_tensor():
@@ -825,14 +828,14 @@ def test_value_cap_stops_two_million_empty_lists_quickly(tmp_path):
 
 def test_marks_spend_values(tmp_path, monkeypatch):
     # Each MARK starts a new list: a stream of them is a memory bomb without building any other value.
-    monkeypatch.setattr(pickles, "MAX_VALUES", 10_000)
+    monkeypatch.setattr(machine, "MAX_VALUES", 10_000)
     assert ids(scan(write(tmp_path, "marks.pkl", b"\x80\x04" + b"(" * 10_000 + b"N."))) == [
         ("pickle-too-complex", "high")]
     assert ids(scan(write(tmp_path, "fewer.pkl", b"\x80\x04" + b"(" * 9_000 + b"N."))) == []
 
 
 def test_opcode_budget_stops_opcodes_that_build_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(pickles, "MAX_OPCODES", 5_000)
+    monkeypatch.setattr(machine, "MAX_OPCODES", 5_000)
     # PROTO repeated builds no value; 4,999 of them, NONE and STOP are 5,001 opcodes.
     past = scan(write(tmp_path, "protos.pkl", b"\x80\x04" * 4_999 + b"N."))
     assert ids(past) == [("pickle-too-complex", "high")]
@@ -849,25 +852,25 @@ def test_a_walk_pauses_the_garbage_collector_and_restores_it():
     import gc
 
     seen: list[bool] = []
-    ctx = pickles.ScanContext(path="x.pkl", deadline=Deadline())
-    ctx.policy = pickles.GlobalPolicy(allow=frozenset(), critical=(), high=())
-    real_run = pickles._Machine.run
+    ctx = machine.ScanContext(path="x.pkl", deadline=Deadline())
+    ctx.policy = policy.GlobalPolicy(allow=frozenset(), critical=(), high=())
+    real_run = machine._Machine.run
 
     def spying_run(machine):
         seen.append(gc.isenabled())
         return real_run(machine)
 
-    pickles._Machine.run = spying_run
+    machine._Machine.run = spying_run
     try:
         assert gc.isenabled()
-        pickles.walk_pickle(pickles.ByteRange.of_bytes(b"\x80\x04N."), ctx)
+        machine.walk_pickle(opcodes.ByteRange.of_bytes(b"\x80\x04N."), ctx)
         assert gc.isenabled()
         gc.disable()
-        pickles.walk_pickle(pickles.ByteRange.of_bytes(b"\x80\x04N."), ctx)
+        machine.walk_pickle(opcodes.ByteRange.of_bytes(b"\x80\x04N."), ctx)
         assert not gc.isenabled()  # a caller's choice is left alone
     finally:
         gc.enable()
-        pickles._Machine.run = real_run
+        machine._Machine.run = real_run
     assert seen == [False, False]
 
 
@@ -938,14 +941,14 @@ def test_sniff_torch_zip(tmp_path):
     ],
 )
 def test_global_policy(module, name, severity):
-    assert pickles.global_policy().severity(module, name) == severity
+    assert policy.global_policy().severity(module, name) == severity
 
 
 def test_every_finding_id_used_is_in_the_catalogue():
     import re
 
-    sources = [Path(module.__file__).read_text() for module in (pickles, torch_files)]
-    sources.append(Path(name_grok_leaves.__code__.co_filename).read_text())
+    # Every module of the pickle package: the walker, the containers, npy and the Grok-1 leaf naming.
+    sources = [path.read_text() for path in sorted(Path(machine.__file__).parent.glob("*.py"))]
     used = set()
     for source in sources:
         used |= set(re.findall(r'(?:add|finding)\(\s*"([a-z0-9-]+)"', source))
@@ -954,8 +957,8 @@ def test_every_finding_id_used_is_in_the_catalogue():
 
 
 def test_every_opcode_has_a_handler():
-    for name, _ in pickles._OPCODES.values():
-        assert name == "STOP" or callable(getattr(pickles._Machine, "op_" + name, None)), name
+    for name, _ in opcodes.OPCODES.values():
+        assert name == "STOP" or callable(getattr(machine._Machine, "op_" + name, None)), name
 
 
 # ---------------------------------------------------------------------------------------------------

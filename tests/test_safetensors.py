@@ -515,7 +515,7 @@ GROK_LAYER_SHAPES = {
 
 
 def grok_tensors() -> dict[str, tuple[str, tuple[int, ...]]]:
-    from openaudit.families.grok1_layout import EMBEDDING, FINAL_NORM, leaf_paths
+    from openaudit.inspect.pickle.grok_layout import EMBEDDING, FINAL_NORM, leaf_paths
 
     shapes = {EMBEDDING: (131072, 6144), FINAL_NORM: (6144,)}
     tensors = {}

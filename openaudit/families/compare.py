@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 from openaudit.families import naming
 from openaudit.families.spec import TensorSpec
+from openaudit.inspect.tensor_names import canonical
 from openaudit.inspect.tensors import BUFFER, INTEGER_DTYPES, PARAMETER, SCALE, TensorRecord
 
 MISSING = "missing"
@@ -82,7 +83,7 @@ def compare(
     kept: list[TensorRecord] = []
     ignored = 0
     for record in observed:
-        if record.role == SCALE or (ignore and naming.canonical(record.name).startswith(ignore)):
+        if record.role == SCALE or (ignore and canonical(record.name).startswith(ignore)):
             ignored += 1
         else:
             kept.append(record)
@@ -92,7 +93,7 @@ def compare(
     by_name: dict[str, TensorRecord] = {}
     duplicates: list[TensorRecord] = []
     for record in kept:
-        key = naming.canonical(record.name)
+        key = canonical(record.name)
         if key in by_name:
             duplicates.append(record)
         else:
@@ -102,8 +103,8 @@ def compare(
     used: set[str] = set()
     expected_count = observed_count = 0
     for spec in specs:
-        key = naming.canonical(spec.name)
-        alias_keys = [naming.canonical(alias) for alias in spec.aliases]
+        key = canonical(spec.name)
+        alias_keys = [canonical(alias) for alias in spec.aliases]
         record = by_name.get(key)
         stored_as = key
         if record is None:

@@ -2,8 +2,8 @@
 
 The constants are ``LanguageModelConfig``/``TransformerConfig`` in the release's ``run.py``; shapes
 follow ``model.py``'s Haiku modules, whose ``w`` is (in, out) and whose experts are stacked on a
-leading axis (8, in, out). Names are those of ``grok1_layout`` (one checkpoint file per leaf, in
-sorted pytree order). The int8 checkpoint stores ``QuantizedWeight8bit(weight, scales)`` for the
+leading axis (8, in, out). Names are those of ``openaudit.inspect.pickle.grok_layout`` (one checkpoint
+file per leaf, in sorted pytree order). The int8 checkpoint stores ``QuantizedWeight8bit(weight, scales)`` for the
 seven big matrices of each layer; the scales are bookkeeping, not parameters.
 
 Forward pass (verified against the official code, see the reference notes): embeddings times
@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar, Sequence
 
-from openaudit.families import _hf, grok1_layout
-from openaudit.families.grok1_layout import EMBEDDING, FINAL_NORM, LAYER_LEAVES
+from openaudit.families import _hf
 from openaudit.families.spec import ConfigError, ParameterCounts, TensorSpec, parameter
+from openaudit.inspect.pickle import grok_layout
+from openaudit.inspect.pickle.grok_layout import EMBEDDING, FINAL_NORM, LAYER_LEAVES
 from openaudit.inspect.tensors import PARAMETER, TensorRecord
 
 NAME = "grok1"
@@ -100,10 +101,10 @@ def leaf_shapes(config: Config) -> dict[str, tuple[int, ...]]:
 
 
 def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
-    """Every leaf in checkpoint file order (``grok1_layout.leaf_paths``)."""
+    """Every leaf in checkpoint file order (``grok_layout.leaf_paths``)."""
     layer_shapes = leaf_shapes(config)
     specs = []
-    for path in grok1_layout.leaf_paths(config.num_layers):
+    for path in grok_layout.leaf_paths(config.num_layers):
         if path == EMBEDDING:
             shape: tuple[int, ...] = (config.vocab_size, config.emb_size)
         elif path == FINAL_NORM:
@@ -164,7 +165,7 @@ def config_from_tensors(records: Sequence[TensorRecord], key_size: int = GROK1.k
     The multipliers stay Grok-1's: a checkpoint records shapes, not constants.
     """
     shapes = {record.name: record.shape for record in records if record.role == PARAMETER}
-    layers = grok1_layout.layers_for_leaf_count(len(shapes))
+    layers = grok_layout.layers_for_leaf_count(len(shapes))
     if layers is None or EMBEDDING not in shapes:
         raise ConfigError("the tensors do not have the Grok-1 checkpoint layout")
     try:

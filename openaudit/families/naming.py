@@ -1,11 +1,10 @@
-"""Tensor names across checkpoint flavours: prefixes, legacy LayerNorm names and GGUF names.
+"""Tensor names in llama.cpp's GGUF files, from a family's expected tensors.
 
-The same weight is ``model.layers.0.self_attn.q_proj.weight`` in a ``LlamaForCausalLM`` checkpoint,
-``layers.0.self_attn.q_proj.weight`` in a bare ``LlamaModel``, ``language_model.model.layers.0…`` in
-a multimodal Gemma 3 and ``blk.0.attn_q.weight`` in a GGUF file. ``canonical`` strips the wrapper
-prefixes so names from different savers compare equal; ``to_gguf`` rewrites a Llama-layout family's
-expected tensors into llama.cpp's names and shapes (stacked experts included), because that mapping
-needs the whole layer (which RMSNorm ``ffn_norm`` is depends on the family).
+The same weight is ``model.layers.0.self_attn.q_proj.weight`` in a Hugging Face checkpoint and
+``blk.0.attn_q.weight`` in a GGUF file. Names are compared in their canonical form
+(:func:`openaudit.inspect.tensor_names.canonical`); ``to_gguf`` rewrites a Llama-layout
+family's expected tensors into llama.cpp's names and shapes (stacked experts included), because that
+mapping needs the whole layer (which RMSNorm ``ffn_norm`` is depends on the family).
 """
 
 from __future__ import annotations
@@ -14,31 +13,7 @@ import re
 from typing import Iterable, Sequence
 
 from openaudit.families.spec import TensorSpec
-
-# Longest first: "model.language_model." must win over "model.".
-WRAPPER_PREFIXES: tuple[str, ...] = (
-    "model.language_model.",
-    "language_model.model.",
-    "language_model.",
-    "transformer.",
-    "gpt_neox.",
-    "model.",
-    "bert.",
-)
-
-_LEGACY_LAYERNORM = re.compile(r"(^|\.)LayerNorm\.(gamma|beta)$")
-
-
-def canonical(name: str) -> str:
-    """The name without its wrapper prefix, with TF-era ``LayerNorm.gamma/beta`` as ``weight/bias``."""
-    for prefix in WRAPPER_PREFIXES:
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    match = _LEGACY_LAYERNORM.search(name)
-    if match:
-        name = name[: match.start(2)] + ("weight" if match.group(2) == "gamma" else "bias")
-    return name
+from openaudit.inspect.tensor_names import canonical
 
 
 def is_gguf_naming(names: Iterable[str]) -> bool:

@@ -21,7 +21,6 @@ from openaudit.families import (
     gpt2,
     gpt_neox,
     grok1,
-    grok1_layout,
     llama,
     mistral,
     mixtral,
@@ -31,6 +30,7 @@ from openaudit.families import (
     qwen3,
 )
 from openaudit.families.compare import ArchitectureCheck, compare
+from openaudit.inspect.pickle import grok_layout
 from openaudit.inspect.tensors import PARAMETER, TensorRecord
 
 # Families configured from a Hugging Face config.json, in a fixed order.
@@ -166,7 +166,7 @@ def detect_from_grok_checkpoint(file_names: Sequence[str]) -> Detection:
     count = len(leaves)
     if leaves != set(range(count)):
         return Detection(None, f"Grok-style files, but the leaf numbers are not 0..{count - 1} without gaps")
-    layers = grok1_layout.layers_for_leaf_count(count)
+    layers = grok_layout.layers_for_leaf_count(count)
     if layers is None:
         return Detection(None, f"{count} Grok-style leaf files fit no Grok-1 layout (2 + 12 per layer)")
     if layers == grok1.GROK1.num_layers:
@@ -183,8 +183,8 @@ def detect_from_tensors(records: Sequence[TensorRecord], key_size: int = grok1.G
     The shapes give heads x key_size, not the two apart: ``key_size`` (Grok-1's 128) splits them.
     """
     names = {record.name for record in records if record.role == PARAMETER}
-    layers = grok1_layout.layers_for_leaf_count(len(names))
-    if layers is None or names != set(grok1_layout.leaf_paths(layers)):
+    layers = grok_layout.layers_for_leaf_count(len(names))
+    if layers is None or names != set(grok_layout.leaf_paths(layers)):
         return Detection(None, "the tensor names are not Grok-1's leaf layout")
     return _parse(
         grok1, lambda: grok1.config_from_tensors(records, key_size), f"Grok-1 leaf names for {layers} layers"

@@ -103,7 +103,7 @@ def sniff(entry: ReleaseFile) -> str | None:
         return None
     lower = entry.path.lower()
     if head[:6] == b"\x93NUMPY":
-        return "npy"  # an object array's data is a pickle (openaudit/inspect/npy.py)
+        return "npy"  # an object array's data is a pickle (openaudit/inspect/pickle/npy.py)
     if head[:4] == b"GGUF" or lower.endswith(".gguf"):
         return "gguf"
     if lower.endswith(".safetensors") or _looks_like_safetensors(head, entry.size):
@@ -114,7 +114,7 @@ def sniff(entry: ReleaseFile) -> str | None:
 
 
 def _sniff_pickle(head: bytes) -> bool:
-    from openaudit.inspect.pickles import sniff_pickle
+    from openaudit.inspect.pickle.sniff import sniff_pickle
 
     return sniff_pickle(head)
 
@@ -228,7 +228,7 @@ def _alternate_copies(scans: Sequence[WeightsFileScan], indexes: Sequence[IndexC
         return sum(t.elements for scan in group for t in scan.tensors if t.role == PARAMETER)
 
     def names(group: list[WeightsFileScan]) -> set[str]:
-        from openaudit.families.naming import canonical
+        from openaudit.inspect.tensor_names import canonical
 
         return {canonical(t.name) for scan in group for t in scan.tensors}
 
@@ -297,10 +297,10 @@ def _scanner(kind: str):
 
         return scan_gguf
     if kind == "npy":
-        from openaudit.inspect.npy import scan_npy_file
+        from openaudit.inspect.pickle.npy import scan_npy_file
 
         return scan_npy_file
-    from openaudit.inspect.pickles import scan_pickle_file
+    from openaudit.inspect.pickle.scan import scan_pickle_file
 
     return scan_pickle_file
 
@@ -313,7 +313,7 @@ def _name_grok_leaves(scans: list[WeightsFileScan], findings: list[Finding]) -> 
             folders[scan.path.rpartition("/")[0]].append(scan)
     if not folders:
         return scans
-    from openaudit.inspect.grok_checkpoint import name_grok_leaves
+    from openaudit.inspect.pickle.grok_checkpoint import name_grok_leaves
 
     renamed: dict[str, WeightsFileScan] = {}
     for _, leaves in sorted(folders.items()):

@@ -26,6 +26,7 @@ from openaudit.rubric.components import (
     assess_components,
     detection_rubric,
     files_phrase,
+    spdx_id,
 )
 from openaudit.rubric.mof import CLASSES, MofClassification, MotFileError, classify_components, classify_mot, mof_rubric
 from openaudit.rubric.osai_index import CONDITIONS, OsaiResult, assess_osai_index, osai_rubric
@@ -202,19 +203,13 @@ def _claims_normalizations(document: Mapping[str, Any], path: str) -> list[Norma
     for kind, value in licenses.items():
         if isinstance(value, Mapping) and isinstance(value.get("name"), str) and value["name"]:
             key = normalize_license_id(value["name"])
-            found.append(NormalizedLicense(value["name"][:200], _spdx(key), f"{path}#release.license.{kind}"))
+            found.append(NormalizedLicense(value["name"][:200], spdx_id(key), f"{path}#release.license.{kind}"))
     for entry in release.get("components") or []:
         if isinstance(entry, Mapping) and isinstance(entry.get("license"), str) and isinstance(entry.get("name"), str):
             key = normalize_license_id(entry["license"])
-            found.append(NormalizedLicense(entry["license"][:200], _spdx(key),
+            found.append(NormalizedLicense(entry["license"][:200], spdx_id(key),
                                            f"{path}#release.components[{entry['name'][:100]}]"))
     return found
-
-
-def _spdx(key: str | None) -> str | None:
-    from openaudit.rubric.components import _spdx as spdx
-
-    return spdx(key)
 
 
 def _compare_claims(found: ComponentsResult, claimed: MofClassification):

@@ -2,7 +2,7 @@
 
 ``plan_load`` decides, before any data is read, what the forward pass needs: the model's global names and
 every layer's names (``openaudit.run.model``), matched to the primary weights' records by canonical
-name (``openaudit.families.naming.canonical``; GGUF names through the decoder's ``canonical_from_gguf``),
+name (``openaudit.inspect.tensor_names.canonical``; GGUF names through the decoder's ``canonical_from_gguf``),
 with each tensor's shape and dtype on the device. ``Loader.load`` then reads a set of those tensors:
 
 - safetensors and pickle-based files (PyTorch zip/legacy, Grok-1's raw pickles): each device's part is
@@ -41,7 +41,7 @@ import ml_dtypes
 import numpy as np
 
 from openaudit.errors import MalformedInput
-from openaudit.families.naming import canonical
+from openaudit.inspect.tensor_names import canonical
 from openaudit.inspect.tensors import BUFFER, SCALE, TensorRecord
 from openaudit.limits import open_regular
 from openaudit.run import dequant

@@ -3,7 +3,7 @@
 A forward pass is split into ``embed`` → ``layer`` × N → ``head`` so that a streamed run can hold one
 layer's weights at a time, and every function is pure: ``f(config, params, inputs) -> outputs`` with the
 parameters as a flat mapping of arrays. Names are the family's canonical tensor names
-(``openaudit.families.naming.canonical``): the global tensors by full name, a layer's tensors by the name
+(``openaudit.inspect.tensor_names.canonical``): the global tensors by full name, a layer's tensors by the name
 *after* its prefix, so the same compiled function serves every layer of the same kind.
 
 Shapes are in names: ``tokens_BxT`` (int32), ``x_BxTxD`` (activations), ``logits_BxTxV``.

@@ -347,7 +347,7 @@ GROK1 = GrokDims()
 
 def grok_leaf_specs(dims: GrokDims = GROK1) -> list[tuple[str, ArraySpec | QuantizedSpec]]:
     """(leaf name, what its file holds) in checkpoint file order, without data."""
-    from openaudit.families.grok1_layout import leaf_paths
+    from openaudit.inspect.pickle.grok_layout import leaf_paths
 
     e, f, x = dims.emb_size, dims.ffn_size, dims.num_experts
     q, kv = dims.num_q_heads * dims.key_size, dims.num_kv_heads * dims.key_size

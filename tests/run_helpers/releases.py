@@ -153,7 +153,7 @@ class GrokShape:
 
 def grok_leaves(shape: GrokShape = GrokShape(), seed: int = 0) -> dict[str, np.ndarray]:
     """Leaf name -> array; quantized leaves as int8 ``name`` and bfloat16 ``name:scales``."""
-    from openaudit.families.grok1_layout import leaf_paths
+    from openaudit.inspect.pickle.grok_layout import leaf_paths
 
     rng = np.random.default_rng(seed)
     d, ffn, experts = shape.embed, shape.ffn, shape.experts
@@ -185,7 +185,7 @@ def grok_leaves(shape: GrokShape = GrokShape(), seed: int = 0) -> dict[str, np.n
 
 def write_tiny_grok(folder: Path, shape: GrokShape = GrokShape(), seed: int = 0) -> dict[str, np.ndarray]:
     """``checkpoints/ckpt-0/tensorNNNNN_000`` pickles plus ``run.py``; returns the leaves written."""
-    from openaudit.families.grok1_layout import leaf_paths
+    from openaudit.inspect.pickle.grok_layout import leaf_paths
     from tests.builders.pickle_builder import ArraySpec, QuantizedSpec, write_pickle
 
     leaves = grok_leaves(shape, seed)

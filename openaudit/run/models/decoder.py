@@ -7,7 +7,7 @@ q/k norms per head or over the whole projection, pre / sandwich / post norm plac
 RoPE scaling and Gemma 3's local base, fused qkv / gate_up, top-k experts, tied embeddings).
 
 It implements ``openaudit.run.model.ForwardModel``. Parameters are keyed by canonical names
-(``openaudit.families.naming.canonical``: ``embed_tokens.weight``, ``layers.3.self_attn.q_proj.weight``);
+(``openaudit.inspect.tensor_names.canonical``: ``embed_tokens.weight``, ``layers.3.self_attn.q_proj.weight``);
 a layer's function sees the names after ``layers.N.``. The layer kind is the layer's attention type
 (``full_attention`` / ``sliding_attention``), static under ``jax.jit``: all layers of one kind share a
 compiled function. Activations are float32 unless ``embed`` is asked for another dtype; every layer

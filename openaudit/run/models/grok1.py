@@ -1,7 +1,7 @@
 """Grok-1's forward pass, read straight from its official checkpoint layout (xai-org/grok-1 ``model.py``).
 
-Parameters keep the checkpoint's Haiku leaf names (``grok1_layout``): the globals by full name, a layer's
-leaves after ``transformer/decoder_layer_<i>/``. A quantized matrix arrives as its int8 ``<name>`` plus
+Parameters keep the checkpoint's Haiku leaf names (``openaudit.inspect.pickle.grok_layout``): the globals
+by full name, a layer's leaves after ``transformer/decoder_layer_<i>/``. A quantized matrix arrives as its int8 ``<name>`` plus
 bf16 ``<name>:scales`` and is dequantized here, on the device, as the official code does
 (``weight.astype(scales.dtype) * scales``, block-row scales included); an already dequantized float
 weight without scales works the same. Every fact used below, with its source, is listed in
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from openaudit.errors import MalformedInput
 from openaudit.families.grok1 import Config
-from openaudit.families.grok1_layout import EMBEDDING, FINAL_NORM, LAYER_LEAVES, SCALES_SUFFIX
+from openaudit.inspect.pickle.grok_layout import EMBEDDING, FINAL_NORM, LAYER_LEAVES, SCALES_SUFFIX
 from openaudit.run import layers as blocks
 from openaudit.run.dequant import dequantize_int8_jax
 from openaudit.run.model import LayerSlot, Params

@@ -21,17 +21,12 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from openaudit.inspect import npy
-from openaudit.inspect.pickles import (
-    ByteRange,
-    PickleResult,
-    ScanContext,
-    StorageRef,
-    collect_tensors,
-    sniff_pickle,
-    walk_pickle,
-    walk_remaining_pickles,
-)
+from openaudit.inspect.pickle import npy
+from openaudit.inspect.pickle.machine import PickleResult, ScanContext, walk_pickle
+from openaudit.inspect.pickle.opcodes import ByteRange
+from openaudit.inspect.pickle.sniff import sniff_pickle, walk_remaining_pickles
+from openaudit.inspect.pickle.tensor_records import collect_tensors
+from openaudit.inspect.pickle.values import Dct, Lst, StorageRef
 from openaudit.inspect.tensors import DTYPE_BITS, TensorRecord, WeightsFileScan
 
 MAX_MEMBERS = 100_000
@@ -51,6 +46,7 @@ _ZIP64_EOCD = struct.Struct("<IQHHIIQQQQ")  # 56 bytes
 _LOCAL_SIG, _CENTRAL_SIG, _EOCD_SIG = 0x04034B50, 0x02014B50, 0x06054B50
 _ZIP64_LOCATOR_SIG, _ZIP64_EOCD_SIG = 0x07064B50, 0x06064B50
 _STORED, _DEFLATED = 0, 8
+ZIP_MAGIC = b"PK\x03\x04"
 
 # Records torch.save / PyTorchStreamWriter write besides data.pkl and data/<key>.
 _KNOWN_RECORDS = frozenset(
@@ -404,6 +400,15 @@ def _walk_all(source: ByteRange, ctx: ScanContext) -> list[PickleResult]:
 # The zip container.
 
 
+def sniff_torch_zip(head: bytes) -> bool:
+    """A zip whose first member lies in a folder, as torch.save writes (``<name>/data.pkl`` first)."""
+    if len(head) < 30 or not head.startswith(ZIP_MAGIC):
+        return False
+    name_length = struct.unpack_from("<H", head, 26)[0]
+    name = head[30 : 30 + name_length]
+    return b"/" in name
+
+
 def scan_torch_zip(handle: BinaryIO, path: str, size: int, ctx: ScanContext) -> WeightsFileScan:
     """Scan a zip that may be a torch.save archive: every pickle-like member, tensors from data.pkl."""
     from openaudit.errors import ParseTimeout
@@ -545,7 +550,14 @@ def _record_metadata(relative: str, head: bytes, ctx: ScanContext, metadata: dic
 # ---------------------------------------------------------------------------------------------------
 # The legacy container.
 
+# The first pickle of a legacy file is this number.
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
+
+
+def is_legacy_magic(value: object) -> bool:
+    """Whether a file's first pickle evaluates to the legacy format's magic number."""
+    return isinstance(value, int) and not isinstance(value, bool) and value == TORCH_LEGACY_MAGIC
 
 
 def scan_torch_legacy(source: ByteRange, size: int, ctx: ScanContext,
@@ -613,8 +625,6 @@ def _legacy_storage_offsets(source: ByteRange, size: int, keys: list[str],
 
 
 def _sys_info_little_endian(root: object) -> bool | None:
-    from openaudit.inspect.pickles import Dct
-
     if isinstance(root, Dct):
         for key, value in root.pairs:
             if key == "little_endian" and isinstance(value, bool):
@@ -623,8 +633,6 @@ def _sys_info_little_endian(root: object) -> bool | None:
 
 
 def _string_list(root: object) -> list[str] | None:
-    from openaudit.inspect.pickles import Lst
-
     if isinstance(root, Lst) and all(isinstance(item, str) for item in root.items):
         return list(root.items)
     return None

@@ -3,9 +3,9 @@
 xai-org/grok-1 saves one pickle per leaf of the flattened parameter tree as
 ``tensor{i:05d}_{idx:03d}``: ``i`` is the leaf's position in JAX's sorted-key flattening and ``idx``
 the host shard (only ``_000`` with one host). The files carry no names, so the names come from the
-position, using :func:`openaudit.families.grok1_layout.leaf_paths`. A file whose content does not fit
-its leaf (an fp32 array where an int8 QuantizedWeight8bit is expected) means files were renamed,
-reordered or replaced, and is reported.
+position, using :func:`.grok_layout.leaf_paths`. A file whose content does not fit its leaf (an fp32
+array where an int8 QuantizedWeight8bit is expected) means files were renamed, reordered or replaced,
+and is reported.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from openaudit.families.grok1_layout import SCALES_SUFFIX, layers_for_leaf_count, leaf_paths
 from openaudit.findings import Finding, finding
+from openaudit.inspect.pickle.grok_layout import SCALES_SUFFIX, layers_for_leaf_count, leaf_paths
 from openaudit.inspect.tensors import PARAMETER, SCALE, TensorRecord, WeightsFileScan
 
 LEAF_FILE = re.compile(r"^tensor(\d{5})_(\d{3})$")

@@ -25,13 +25,9 @@ from pathlib import Path
 
 from openaudit.errors import MalformedInput, ParseTimeout
 from openaudit.findings import finding
-from openaudit.inspect.pickles import (
-    ByteRange,
-    PickleResult,
-    ScanContext,
-    walk_pickle,
-    walk_remaining_pickles,
-)
+from openaudit.inspect.pickle.machine import PickleResult, ScanContext, walk_pickle
+from openaudit.inspect.pickle.opcodes import ByteRange
+from openaudit.inspect.pickle.sniff import walk_remaining_pickles
 from openaudit.inspect.tensors import WeightsFileScan
 from openaudit.limits import Deadline, open_regular
 
