@@ -783,8 +783,9 @@ def test_protocol_0_line_limits(tmp_path):
 
 
 def test_caps_leave_room_for_real_checkpoints():
-    assert machine.MAX_VALUES == 1_000_000
-    assert machine.MAX_OPCODES == 2_000_000
+    # a 10,000-tensor state dict of nn.Parameters (45 values, 46 opcodes each, measured below) fits in one file
+    assert machine.MAX_VALUES >= 45 * 10_000
+    assert machine.MAX_OPCODES >= 46 * 10_000
 
 
 def _state_dict_costs(count: int, parameter: bool = False) -> tuple[int, int, int]:
@@ -804,7 +805,7 @@ def _state_dict_costs(count: int, parameter: bool = False) -> tuple[int, int, in
 
 
 def test_a_state_dict_costs_35_values_and_36_opcodes_per_tensor():
-    # The arithmetic behind MAX_VALUES: 1,000,000 values hold 28,000 plain tensors (22,000 as nn.Parameter).
+    # The arithmetic behind MAX_VALUES: 500,000 values hold 14,000 plain tensors (11,000 as nn.Parameter).
     small, large = _state_dict_costs(1000), _state_dict_costs(2000)
     assert (small[0], large[0]) == (1000, 2000)
     # 35 values and 36 opcodes per tensor, plus the pickler's MARK ... SETITEMS batch per 1,000 items of
@@ -822,7 +823,7 @@ def test_value_cap_stops_two_million_empty_lists_quickly(tmp_path):
     assert time.process_time() - started < 2.0  # about 0.6 s on a shared core
     assert ids(result) == [("pickle-too-complex", "high")]
     assert result.findings[0].message == (
-        "the pickle at byte 0 builds more than 1,000,000 values, more than openaudit follows in one file")
+        "the pickle at byte 0 builds more than 500,000 values, more than openaudit follows in one file")
     assert not result.complete
 
 

@@ -68,13 +68,13 @@ from openaudit.release import printable
 
 # Symbolic values created per file: the memory bound. A torch.save state dict needs 35 per tensor with its
 # module's _metadata entry (45 when tensors are wrapped as nn.Parameter; tests/test_pickles.py measures
-# both), so 1,000,000 values hold about 28,000 tensors in one file; real checkpoints shard long before that
-# (a 100,000-tensor MoE ships as many files, and as safetensors). Walking a million one-byte values takes
-# about half a second; the former 2,000,000 let five 2 MB files take 20 s.
-MAX_VALUES = 1_000_000
+# both), so 500,000 values hold about 14,000 tensors in one file; real checkpoints shard long before that
+# (a 100,000-tensor MoE ships as many files, and as safetensors). Walking half a million one-byte values
+# takes about a third of a second, so a handful of crafted files stays within a few seconds.
+MAX_VALUES = 500_000
 # Opcodes run per file: the time bound (PROTO or FRAME opcodes repeated create no value). Real pickles
 # run about one opcode per value, so this never binds before MAX_VALUES does.
-MAX_OPCODES = 2_000_000
+MAX_OPCODES = 1_000_000
 # Distinct globals one pickle may import. A weights pickle needs a handful (numpy's _reconstruct/ndarray/
 # dtype, torch's rebuild functions and storage classes: under 40); thousands mean a crafted file, and
 # working out the safety of each one is what made such a file slow.
