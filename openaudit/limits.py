@@ -33,6 +33,9 @@ class Deadline:
         if self._counter & 1023 == 0 and time.monotonic() > self._limit:
             raise ParseTimeout(f"parsing took longer than {self._seconds:g} s")
 
+    def expired(self) -> bool:
+        return time.monotonic() > self._limit
+
     def check_now(self) -> None:
         if time.monotonic() > self._limit:
             raise ParseTimeout(f"parsing took longer than {self._seconds:g} s")

@@ -265,3 +265,81 @@ def test_declared_apache_next_to_llama2_text_is_a_conflict(tmp_path: Path) -> No
     assert "license-conflict" in {f["id"] for f in document["findings"]}
     table = render_table(audit(str(release), AuditOptions(hash_weights=False)))
     assert "CONFLICT" in table and "✗" in table
+
+
+# -- precision: ordinary model-card prose that is not a claim about this release ------------------------------
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Llama 2 is a collection of models ranging in scale from 7 billion to 70 billion parameters.",
+        "Qwen2.5 is released in sizes ranging from 0.5 to 72 billion parameters.",
+        "We compare with GPT-3 (175B parameters) and PaLM (540B parameters).",
+        "We release 7B, 13B and 34B parameter models.",
+        "Compared with Llama 2 70B parameters, it is faster.",
+        "Release date: April 18, 2024 (context window update on May 2, 2024).",
+        "| Long context (LongBench v2) | 41.3 |",
+        "In this context, 12 annotators rated the outputs.",
+        "Out-of-context examples: 2024 prompts",
+        "We fine-tuned with 8 layers frozen.",
+        "Depth: 2 rounds of RLHF",
+        "| Layers | 18 | 28 |",
+        "This model is not licensed under the MIT license.",
+        "Training used a batch size of 4M tokens with a sequence length of 2048.",
+        "Model size: 7.24B params and a model size of 3.5 GB on disk.",
+    ],
+)
+def test_prose_that_is_not_about_this_release_gives_no_number(text: str) -> None:
+    claims = [(c.subject, c.claimed) for c in claims_from_prose(text, "README.md")]
+    assert [c for c in claims if c[0] != "parameters" or c[1] != "7.24B"] == []
+
+
+def test_a_license_named_for_another_work_is_not_this_release_s() -> None:
+    text = ("Unlike Llama, which is licensed under the Llama 2 Community License, this model is released under "
+            "the Apache License, Version 2.0.")
+    assert [(c.subject, c.claimed) for c in claims_from_prose(text, "README.md")] == [("license", "Apache-2.0")]
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        ("stablelm-2-1_6b", ["1.6B"]),
+        ("TinyLlama-1.1B-intermediate-step-1431k-3T", ["1.1B"]),
+        ("Llama-3-8B-1M-context", ["8B"]),
+        ("ckpt_step_2m", []),
+        ("Meta-Llama-3.1-405B-Instruct", ["405B"]),
+    ],
+)
+def test_only_the_model_size_in_a_name_is_a_label(name: str, labels: list[str]) -> None:
+    assert [label.canonical for label in labels_in_name(name)] == labels
+
+
+def test_pathological_digit_runs_are_read_in_linear_time() -> None:
+    import time
+
+    text = ("1" * 3999 + "\n") * 40 + "It has 48 attention heads.\n"
+    started = time.perf_counter()
+    claims = claims_from_prose(text, "README.md")
+    assert time.perf_counter() - started < 1.0
+    assert [(c.subject, c.claimed) for c in claims] == [("attention_heads", 48)]
+
+
+def test_prose_extraction_stops_at_its_time_limit(monkeypatch) -> None:
+    from openaudit.inspect import claims as module
+
+    monkeypatch.setattr(module, "PROSE_SECONDS", 0.0)
+    assert module.claims_from_prose("It has 48 attention heads.\n", "README.md") == []
+
+
+def test_a_license_in_a_comparison_is_not_this_release_s() -> None:
+    text = "We compare with GPT-2 (124M parameters), which is released under the MIT license."
+    assert claims_from_prose(text, "README.md") == []
+
+
+def test_real_card_wordings() -> None:
+    mistral = ("The Mistral-7B-v0.1 Large Language Model (LLM) is a pretrained generative text model with 7 billion "
+               "parameters.\nMistral-7B-v0.1 outperforms Llama 2 13B on all benchmarks we tested.\n")
+    assert [(c.subject, c.claimed) for c in claims_from_prose(mistral, "README.md")] == [("parameters", "7B")]
+    qwen = "- Number of Attention Heads (GQA): 28 for Q and 4 for KV\n"
+    assert sorted((c.subject, c.claimed) for c in claims_from_prose(qwen, "README.md")) == [
+        ("attention_heads", 28), ("kv_heads", 4)]

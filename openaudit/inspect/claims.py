@@ -91,20 +91,33 @@ def parse_size_label(text: str) -> SizeLabel | None:
     )
 
 
+# A label that is really a context length, a token count or a training step: "1M-context", "step-2m".
+_NOT_A_SIZE_AFTER = re.compile(r"^-?(?:context|ctx|tok|tokens|steps?|iter)", re.I)
+_NOT_A_SIZE_BEFORE = re.compile(r"(?:step|steps|ckpt|iter|epoch|lr|tokens?)-?$", re.I)
+
+
 def labels_in_name(name: str) -> list[SizeLabel]:
-    """Size labels embedded in a model name: "Mixtral-8x7B-v0.1" → 8x7B; "gemma-3-270m-it" → 270m."""
-    found = []
-    for match in _LABEL.finditer(name.replace("_", "-")):
+    """The size label of a model name: "Mixtral-8x7B-v0.1" → 8x7B; "gemma-3-270m-it" → 270M;
+    "stablelm-2-1_6b" → 1.6B. Only the first parameter-sized label counts: in
+    "TinyLlama-1.1B-step-1431k-3T" the 3T is training tokens, in "Llama-3-8B-1M-context" 1M is a context
+    length; labels next to "context", "tokens" or "step" are never sizes, and "k" never is one."""
+    text = re.sub(r"(?<=\d)_(?=\d)", ".", name).replace("_", "-")
+    for match in _LABEL.finditer(text):
         label = parse_size_label(match.group(0))
-        if label is not None and not (label.unit == 1e3 and "k" in match.group(0).lower()):
-            found.append(label)
-    return found
+        if label is None or label.unit in (1e3, 1e12):
+            continue
+        if _NOT_A_SIZE_AFTER.match(text[match.end():]) or _NOT_A_SIZE_BEFORE.search(text[:match.start()]):
+            continue
+        return [label]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Prose
 
-_NUM = r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(\s?k\b)?"
+# A number as cards write them (6144, 6,144, 8k). The lookbehind and the bounded digit counts keep every
+# pattern linear: without them a long run of digits is retried from each digit (quadratic time).
+_NUM = r"(?<![\d.,])(\d{1,3}(?:,\d{3})+(?!\d|,\d)|\d{1,12}(?:\.\d{1,6})?(?!\d|\.\d))(\s?k\b)?"
 
 
 def _number(digits: str, kilo: str | None) -> int | float:
@@ -123,8 +136,8 @@ _PROSE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (EXPERTS_PER_TOKEN, rf"{_NUM}\s+(?:out\s+)?of\s+(?:the\s+|its\s+|their\s+)?\d+\s+experts"),
         (EXPERTS_PER_TOKEN, rf"(?:experts?\s+(?:utili[sz]ation|used\s+per\s+token|per\s+token|active\s+per\s+token)|num_experts_per_tok|experts_per_token|active\s+experts)\W{{0,6}}{_NUM}"),
         (EXPERTS, rf"(?:mixture|mix)[- ]of[- ]{_NUM}\s+experts"),
-        (EXPERTS, rf"(?:^|[^\w.])(?:of\s+|with\s+|has\s+|uses\s+)?(?:the\s+)?\d*?{_NUM}\s+(?:routed\s+|total\s+)?experts\b(?!\s+(?:are\s+|is\s+)?(?:used|active|activated|selected|chosen|routed|engaged|per))"),
-        (EXPERTS, rf"\d+\s+(?:out\s+)?of\s+(?:the\s+|its\s+|their\s+)?{_NUM}\s+experts"),
+        (EXPERTS, rf"{_NUM}\s+(?:routed\s+|total\s+)?experts\b(?!\s+(?:are\s+|is\s+)?(?:used|active|activated|selected|chosen|routed|engaged|per))"),
+        (EXPERTS, rf"(?<!\d)\d{{1,6}}\s+(?:out\s+)?of\s+(?:the\s+|its\s+|their\s+)?{_NUM}\s+experts"),
         (EXPERTS, rf"(?:number\s+of\s+experts|num_local_experts|num_experts|experts\s+count|expert_count)\W{{0,6}}{_NUM}"),
         (KV_HEADS, rf"{_NUM}\s+(?:attention\s+heads?\s+)?(?:for\s+)?(?:keys?\s*(?:/|and|&)\s*values?|key[- ]value|kv)(?:\s+heads?)?"),
         (KV_HEADS, rf"(?:key[- /]value|kv)\s+heads?\W{{0,6}}{_NUM}"),
@@ -132,19 +145,21 @@ _PROSE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (KV_HEADS, rf"num_key_value_heads\W{{0,6}}{_NUM}"),
         (ATTENTION_HEADS, rf"{_NUM}\s+(?:attention\s+)?(?:heads?\s+)?for\s+quer(?:y|ies)"),
         (ATTENTION_HEADS, rf"{_NUM}\s+query\s+heads"),
+        (ATTENTION_HEADS, rf"{_NUM}\s+for\s+Q\b"),
         (ATTENTION_HEADS, rf"{_NUM}\s+(?:self[- ])?attention\s+heads(?!\s+for\s+(?:keys?|kv))"),
         (ATTENTION_HEADS, rf"(?:attention\s+heads|query\s+heads|num(?:ber)?(?:\s+of|_)\s*(?:attention_)?heads)(?!\s*\W{{0,6}}\d[\d,]*\s+(?:for\s+)?(?:keys?|kv))\W{{0,6}}{_NUM}(?!\s+(?:for\s+)?(?:keys?|kv))"),
         (LAYERS, rf"{_NUM}\s+(?:transformer\s+|decoder\s+|hidden\s+|attention\s+)?(?:layers|blocks)\b"),
-        (LAYERS, rf"(?:(?:number\s+of\s+|num_hidden_|n_)?layers|depth|block_count|num_hidden_layers)\W{{0,6}}{_NUM}"),
-        (HIDDEN_SIZE, rf"(?:embedding|hidden|model)\s+(?:size|dimension|dim|width)\W{{0,12}}(?:of\s+|is\s+)?{_NUM}"),
+        (LAYERS, rf"(?:(?:number\s+of\s+|num_hidden_|n_)?layers|block_count|num_hidden_layers)\W{{0,6}}{_NUM}"),
+        (HIDDEN_SIZE, rf"(?:(?:embedding|hidden)\s+(?:size|dimension|dim|width)|model\s+(?:dimension|dim|width))\W{{0,12}}(?:of\s+|is\s+)?{_NUM}"),
         (HIDDEN_SIZE, rf"(?:d_model|hidden_size|n_embd|embedding_length|emb_size)\W{{0,6}}{_NUM}"),
         (HIDDEN_SIZE, rf"{_NUM}[- ]dimensional\s+(?:embeddings?|hidden\s+states?|model)"),
         (VOCAB_SIZE, rf"(?:vocabulary|vocab)(?:\s+size)?\W{{0,12}}(?:of\s+|is\s+)?{_NUM}"),
         (VOCAB_SIZE, rf"tokeni[sz]er\s+with\s+(?:a\s+vocabulary\s+of\s+)?{_NUM}\s+tokens"),
         (VOCAB_SIZE, rf"{_NUM}[- ](?:tokens?\s+)?vocabulary"),
-        (CONTEXT_LENGTH, rf"(?:context(?:\s+(?:length|window|size))?|sequence\s+length|max(?:imum)?\s+(?:sequence|context)\s+length|max_position_embeddings|context_length|n_positions)[^0-9\n]{{0,30}}?{_NUM}"),
+        (CONTEXT_LENGTH, rf"(?:context\s+(?:length|window|size)|max(?:imum)?\s+(?:sequence|context)\s+length(?:\s*\(context\))?|max_position_embeddings|context_length|n_positions|n_ctx)\W{{0,6}}(?:(?:of|is|supports?|=)\s+)?(?:up\s+to\s+)?{_NUM}"),
         (CONTEXT_LENGTH, rf"{_NUM}[- ]token\s+context"),
-        (CONTEXT_LENGTH, rf"{_NUM}\s+context\b"),
+        (CONTEXT_LENGTH, rf"{_NUM}\s+context\s+(?:length|window)\b"),
+        (CONTEXT_LENGTH, rf"\bcontext\s+of\s+(?:up\s+to\s+)?{_NUM}\s*tokens"),
         (INTERMEDIATE_SIZE, rf"(?:intermediate[_ ]size|ffn\s+(?:size|dimension)|feed[- ]forward\s+(?:size|dimension))\W{{0,12}}{_NUM}"),
     )
 )
@@ -206,14 +221,32 @@ def logical_lines(text: str, first_line: int = 1) -> Iterator[tuple[int, str]]:
         yield start, " ".join(parts)
 
 
+# A sentence about other models, or about a range of sizes, says nothing about this release's numbers:
+# "ranging from 7 billion to 70 billion parameters", "compared with GPT-3 (175B parameters)".
+_ABOUT_OTHERS = re.compile(
+    r"\b(?:compar\w*|than|unlike|versus|vs\.?|outperform\w*|rang(?:e|es|ing)|similar\s+to|such\s+as|whereas|"
+    r"in\s+contrast|baselines?|competitors?|other\s+models?|previous\s+models?|predecessors?|family\s+of)\b", re.I)
+# A sentence about fine-tuning details: "with 8 layers frozen", "LoRA adapters on 16 layers".
+_ABOUT_TRAINING = re.compile(r"\b(?:frozen|freez\w*|lora|adapters?|fine-?tun\w*|rounds?|epochs?|batch)\b", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[])")
+_CELL_NUMBER = re.compile(r"\d")
+PROSE_SECONDS = 2.0  # claims from one document; a crafted card cannot hold the audit longer
+
+
 def claims_from_prose(text: str, path: str, first_line: int = 1) -> list[Claim]:
-    """Specification, parameter-count and license statements in Markdown prose, read per statement unit."""
+    """Specification, parameter-count and license statements in Markdown prose, read per sentence.
+
+    Sentences comparing with other models or giving ranges of sizes, sentences about fine-tuning
+    details, and table rows with more than one number (one column per model size) give no numbers.
+    """
+    from openaudit.limits import Deadline
+
+    deadline = Deadline(PROSE_SECONDS)
     claims: list[Claim] = []
     seen: set[tuple[str, object, int]] = set()
     for number, raw in logical_lines(text, first_line):
-        line = _clean_line(raw)
-        if not line:
-            continue
+        if deadline.expired():
+            break  # what was read so far stands; the rest of a crafted document is not read
         source = f"{path}:{number}"
 
         def add(subject: str, value: object, quoted: str) -> None:
@@ -222,39 +255,88 @@ def claims_from_prose(text: str, path: str, first_line: int = 1) -> list[Claim]:
                 seen.add(key)
                 claims.append(Claim(subject, value, quoted.strip(), source))
 
-        taken: list[tuple[int, int]] = []
-        for subject, pattern in _PROSE_PATTERNS:
-            for match in pattern.finditer(line):
-                span = match.span(1)
-                # A number already read for a more specific subject is not read again for a general one.
-                if any(begin <= span[0] < end for begin, end in taken):
-                    continue
-                taken.append(span)
-                value = _number(match.group(1), match.group(2) if match.lastindex and match.lastindex >= 2 else None)
-                add(subject, value, match.group(0))
-        for pattern in _PARAMS_PROSE:
-            for match in pattern.finditer(line):
-                label = parse_size_label(f"{match.group(1)}{match.group(2)}")
-                if label is not None:
-                    add(PARAMETERS, label.canonical, match.group(0))
-        for match in _EXACT_PARAMS.finditer(line):
-            add(PARAMETERS, int(match.group(1).replace(",", "").replace("_", "")), match.group(0))
-        for key, quoted in license_statements(line):
-            add(LICENSE, key, quoted)
+        several_columns = raw.count("|") >= 2 and sum(
+            1 for cell in raw.strip().strip("|").split("|")[1:] if _CELL_NUMBER.search(cell)) >= 2
+        for sentence in _SENTENCE_END.split(_clean_line(raw)):
+            if not sentence:
+                continue
+            numbers_allowed = not several_columns and not _ABOUT_OTHERS.search(sentence)
+            if numbers_allowed and not _ABOUT_TRAINING.search(sentence):
+                for subject, value, quoted in _spec_statements(sentence):
+                    add(subject, value, quoted)
+            if numbers_allowed:
+                for value, quoted in _parameter_statements(sentence):
+                    add(PARAMETERS, value, quoted)
+            for key, quoted in license_statements(sentence):
+                add(LICENSE, key, quoted)
     return claims
 
 
-def license_statements(line: str) -> list[tuple[str, str]]:
+def _spec_statements(sentence: str) -> list[tuple[str, int, str]]:
+    found: list[tuple[str, int, str]] = []
+    taken: list[tuple[int, int]] = []
+    for subject, pattern in _PROSE_PATTERNS:
+        for match in pattern.finditer(sentence):
+            span = match.span(1)
+            # A number already read for a more specific subject is not read again for a general one.
+            if any(begin <= span[0] < end for begin, end in taken):
+                continue
+            taken.append(span)
+            value = _number(match.group(1), match.group(2) if match.lastindex and match.lastindex >= 2 else None)
+            if isinstance(value, int) and value > 0:  # sizes, counts and lengths are whole numbers
+                found.append((subject, value, match.group(0)))
+    return found
+
+
+def _parameter_statements(sentence: str) -> list[tuple[object, str]]:
+    labels = []
+    for pattern in _PARAMS_PROSE:
+        for match in pattern.finditer(sentence):
+            label = parse_size_label(f"{match.group(1)}{match.group(2)}")
+            if label is not None:
+                labels.append((label.canonical, match.group(0)))
+    exact = [(int(m.group(1).replace(",", "").replace("_", "")), m.group(0)) for m in _EXACT_PARAMS.finditer(sentence)]
+    sizes = {label.canonical for m in _SIZE_TOKEN.finditer(sentence) if (label := parse_size_label(m.group(0)))}
+    if len(sizes) > 1 or len({value for value, _ in labels}) > 1 or len({value for value, _ in exact}) > 1:
+        return []  # "7B, 13B and 34B parameter models": a list of sizes, not this model's size
+    return labels + exact
+
+
+_SIZE_TOKEN = re.compile(r"(?<![\w.])\d{1,4}(?:\.\d{1,3})?\s?(?:B|M|T|billion|million|trillion)\b")
+
+
+# A license named in a clause about another work ("Unlike Llama, which is licensed under ...") or negated
+# ("not licensed under the MIT license") is not this release's.
+_CLAUSE_ABOUT_OTHER = re.compile(r"^\s*(?:unlike|like|compared|whereas|in\s+contrast|similar)\b", re.I)
+_CLAUSE_RELATIVE = re.compile(r"^\s*(?:which|that|who|whose)\b", re.I)
+_NEGATED = re.compile(r"\b(?:not|never|no\s+longer|n't)\s+(?:\w+\s+){0,2}$", re.I)
+
+
+def license_statements(sentence: str) -> list[tuple[str, str]]:
     """Licenses a sentence says the release is under: "released under the Apache License, Version 2.0"."""
     from openaudit.inspect.license import license_at_start, normalize_license_id
 
     found = []
-    for pattern in _LICENSE_PROSE:
-        for match in pattern.finditer(line):
-            phrase = match.group(1)
-            key = license_at_start(line[match.start(1):match.start(1) + 200]) or normalize_license_id(phrase)
-            if key is not None:
-                found.append((key, match.group(0)))
+    about_other = False
+    for clause in sentence.split(","):
+        if _CLAUSE_ABOUT_OTHER.match(clause) or _ABOUT_OTHERS.search(clause):
+            about_other = True
+            continue
+        if about_other and _CLAUSE_RELATIVE.match(clause):
+            continue
+        about_other = False
+        for pattern in _LICENSE_PROSE:
+            for match in pattern.finditer(clause):
+                if _NEGATED.search(clause[:match.start()]):
+                    continue
+                phrase = match.group(1)
+                key = license_at_start(clause[match.start(1):match.start(1) + 200]) or normalize_license_id(phrase)
+                if key is None:
+                    # the clause ends at a comma that may belong to the name ("Apache License, Version 2.0")
+                    rest = sentence[sentence.find(clause) + match.start(1):][:200]
+                    key = license_at_start(rest) or normalize_license_id(rest.split(".")[0])
+                if key is not None:
+                    found.append((key, match.group(0)))
     return found
 
 
