@@ -13,6 +13,7 @@ from openaudit.inspect.card import find_card
 from openaudit.inspect.checksums import published_checksums, verify_checksums
 from openaudit.inspect.claim_sources import collect_claims, find_mof_file, load_mof_claims_file
 from openaudit.inspect.license_files import LicenseEvidence, license_evidence
+from openaudit.inspect.tensors import PARAMETER
 from openaudit.inspect.weights import WeightsInspection, inspect_weights, weights_kinds
 from openaudit.progress import byte_progress
 from openaudit.release import KINDS, Release
@@ -45,7 +46,7 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         findings.extend(card.findings)
 
     weight_entries = [release.file(scan.path) for scan in weights.scans]
-    published, checksum_findings = published_checksums(release)
+    published, checksum_findings = published_checksums(release, card)
     with byte_progress("sha256", sum(e.size for e in weight_entries), options.show_progress and options.hash_weights) as advance:
         checksums, mismatch_findings = verify_checksums(
             weight_entries, published, compute=options.hash_weights, workers=options.hash_workers, progress=advance
@@ -70,6 +71,7 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
     from openaudit.rubric.openness import assess_openness
 
     openness = assess_openness(release, card, weights, evidence.architecture, licenses, mof)
+    findings.extend(openness.findings)
     run_result = None
     if options.run is not None:
         from openaudit.run.runner import run_release
@@ -88,7 +90,7 @@ def audit(source: str, options: AuditOptions = AuditOptions()) -> model.Report:
         tool=model.ToolInfo("openaudit", __version__),
         source=model.SourceInfo(release.source_kind, release.display_root or str(release.root), release.repo_id, release.revision),
         release=_release_summary(release),
-        weights=_weights_summary(release, weights, checksums),
+        weights=_weights_summary(release, weights, checksums, evidence.architecture),
         findings=tuple(sorted(cap_findings(findings), key=lambda f: (-f.severity.rank, f.id, f.location or ""))),
         architecture=_architecture_summary(evidence.architecture),
         license=_license_summary(licenses),
@@ -182,13 +184,19 @@ def _release_summary(release: Release) -> model.ReleaseSummary:
     return model.ReleaseSummary(files, sum(f.size for f in release.files), {kind: counts[kind] for kind in KINDS if counts[kind]})
 
 
-def _weights_summary(release: Release, weights: WeightsInspection, checksums) -> model.Weights:
+def _weights_summary(release: Release, weights: WeightsInspection, checksums,
+                     architecture: ArchitectureEvidence) -> model.Weights:
+    tied_keys = architecture.tied_copy_keys()
+    # A tied copy stored in a buffer's role is already listed under buffers; only parameters are moved.
+    tied = [t for t in weights.tensors if t.role == PARAMETER and (t.file, t.name) in tied_keys]
     per_file_params: Counter[str] = Counter()
     per_file_tensors: Counter[str] = Counter()
+    by_dtype: Counter[str] = Counter()
     for tensor in weights.tensors:
         per_file_tensors[tensor.file] += 1
-        if tensor.role == "parameter":
+        if tensor.role == PARAMETER and (tensor.file, tensor.name) not in tied_keys:
             per_file_params[tensor.file] += tensor.elements
+            by_dtype[tensor.dtype] += tensor.elements
     files = []
     for scan in weights.scans:
         entry = release.file(scan.path)
@@ -212,9 +220,10 @@ def _weights_summary(release: Release, weights: WeightsInspection, checksums) ->
         format=weights.format,
         files=tuple(files),
         tensors=len(weights.tensors),
-        parameters=model.Parameters(weights.parameters, weights.parameters_by_dtype()),
+        parameters=model.Parameters(sum(by_dtype.values()), dict(sorted(by_dtype.items()))),
         buffers=tuple(model.Buffer(b.name, b.file, b.dtype, b.shape, b.elements, b.reason) for b in weights.buffers),
         elements=weights.elements,
+        tied_copies=tuple(model.TiedCopy(t.name, t.file, t.elements) for t in tied),
         indexes=indexes,
         metadata={scan.path: dict(scan.metadata) for scan in weights.scans if scan.metadata},
     )

@@ -17,6 +17,7 @@ from openaudit.errors import AuditIncomplete, OpenAuditError, UsageError
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 SEVERITY_GATES = ("critical", "high", "medium", "low")
 NAMED_GATES = ("unsafe-code", "checksum-mismatch", "contradicted", "architecture-mismatch", "license-conflict", "run-fail")
+AUDIT_FORMATS = ("table", "json")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help="audit a release: inventory, weights, checksums, findings")
     audit.add_argument("source", metavar="SOURCE", help="a release folder, a weights file, or a Hugging Face cache snapshot")
-    audit.add_argument("--format", choices=("table", "json"), default=os.environ.get("OPENAUDIT_FORMAT", "table"))
+    # argparse checks choices only for values given on the command line, not for a default from the
+    # environment: _audit checks that one.
+    audit.add_argument("--format", choices=AUDIT_FORMATS, default=os.environ.get("OPENAUDIT_FORMAT", "table"))
     audit.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
     audit.add_argument("--no-hash", action="store_true", help="do not compute sha256 of the weights files")
     audit.add_argument("--claims", metavar="FILE.yml", help="a Model Openness Tool YAML file with the release's openness claims")
@@ -106,6 +109,8 @@ def _audit(args: argparse.Namespace) -> int:
     from openaudit.audit import AuditOptions, audit
     from openaudit.report.formats import FORMAT_BY_NAME
 
+    if args.format not in AUDIT_FORMATS:
+        raise UsageError(f"OPENAUDIT_FORMAT={args.format!r} is not a report format; use one of {', '.join(AUDIT_FORMATS)}")
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     report = audit(
         args.source,
@@ -127,6 +132,7 @@ def _run_options(args: argparse.Namespace):
         if any(flag is not None for flag in run_flags) or args.dtype != "float32":
             raise UsageError("--dtype, --memory-budget, --reference and the multi-host flags need --run")
         return None
+    _check_multi_host(args.coordinator, args.num_processes, args.process_id)
     from openaudit.run.runner import RunOptions, parse_bytes
 
     try:
@@ -135,6 +141,23 @@ def _run_options(args: argparse.Namespace):
         raise UsageError(f"--memory-budget: {exc}") from None
     return RunOptions(dtype=args.dtype, memory_budget=budget, reference=args.reference, coordinator=args.coordinator,
                       num_processes=args.num_processes, process_id=args.process_id)
+
+
+def _check_multi_host(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """The three multi-host flags go together (one process alone may say 1 and 0); anything else is bad usage."""
+    if coordinator is None:
+        if num_processes not in (None, 1) or process_id not in (None, 0):
+            raise UsageError("--num-processes and --process-id need --coordinator HOST:PORT")
+        return
+    if num_processes is None or process_id is None:
+        raise UsageError("--coordinator needs --num-processes and --process-id")
+    if num_processes < 1:
+        raise UsageError(f"--num-processes must be at least 1, not {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise UsageError(f"--process-id {process_id} is not in 0..{num_processes - 1}")
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--coordinator must be HOST:PORT, not {coordinator!r}")
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -148,7 +171,8 @@ def _classify(args: argparse.Namespace) -> int:
     except MalformedInput as exc:
         if exc.finding_id in ("unreadable-file", "special-file"):
             raise UsageError(f"cannot read {args.file}: {exc}") from None
-        raise UsageError(f"{args.file}: {exc}") from None
+        message = str(exc)  # most messages already name the file
+        raise UsageError(message if args.file in message else f"{args.file}: {message}") from None
     if args.format == "json":
         _write(json.dumps(result.to_dict(), indent=2) + "\n", args.output)
     else:

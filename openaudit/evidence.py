@@ -61,6 +61,15 @@ class ArchitectureEvidence:
             return "unknown"
         return self.check.status
 
+    def tied_copy_keys(self) -> frozenset[tuple[str, str]]:
+        """(file, tensor name) of the stored copies of tied tensors, which are not parameters of their own.
+
+        Only when the check matched: the tie is then the family's and the shapes confirm it.
+        """
+        if self.status != "match":
+            return frozenset()
+        return frozenset((record.file, record.name) for record in self.check.tied_copies)
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -79,9 +88,10 @@ def gather(release: Release, weights: WeightsInspection) -> Evidence:
     architecture = _architecture(weights, config_json, config_path, code)
     observations = _observations(architecture, code)
     if architecture.check is not None:
-        for mismatch in architecture.check.mismatches:
-            if mismatch.kind == "tied-duplicate":
-                findings.append(finding("tied-duplicate", f"{mismatch.tensor} is a stored copy of the tied embedding ({mismatch.expected}); counted once", mismatch.tensor))
+        tied_to = {m.tensor: m.expected for m in architecture.check.mismatches if m.kind == "tied-duplicate"}
+        for record in architecture.check.tied_copies:
+            findings.append(finding("tied-duplicate", f"{record.name} is a stored copy of the tied embedding "
+                                    f"({tied_to.get(record.name)}); counted once", f"{record.file}:{record.name}"))
     return Evidence(architecture, observations, config_json, config_path, tuple(findings))
 
 

@@ -274,3 +274,162 @@ def test_an_audit_wide_scan_budget_stops_and_says_what_was_not_read(small_releas
     (item,) = [f for f in inspection.findings if f.id == "scan-budget-exhausted"]
     assert item.location == "LICENSE"
     assert "9 file(s) were not read" in item.message
+
+
+# -- review fixes: cache links, tied copies, shard indexes, the card read once, YAML values ------------------
+
+
+def test_hf_cache_snapshot_that_leaves_the_repository_is_refused(tmp_path: Path) -> None:
+    from openaudit.errors import UsageError
+
+    hub = tmp_path / "hub"
+    outside = hub / "outside" / "rev1"
+    outside.mkdir(parents=True)
+    write_safetensors(outside / "model.safetensors", {"w": ("F32", (2, 2))})
+    repo = hub / "models--a--b"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("rev1\n")
+    (repo / "snapshots").symlink_to("../outside")
+
+    with pytest.raises(UsageError) as refused:
+        audit(str(repo))
+    assert str(refused.value) == (f"{repo}/snapshots is a link (to ../outside); the snapshot would leave the cached "
+                                  "repository, so it is not followed")
+    typed = repo / "snapshots" / "rev1"
+    with pytest.raises(UsageError) as refused:
+        audit(str(typed))
+    assert str(refused.value) == (f"the snapshot {typed} resolves to {outside}, outside the cached repository {repo}; "
+                                  "it is not followed")
+
+    # a real snapshots folder whose revision is a link out of the repository
+    (repo / "snapshots").unlink()
+    (repo / "snapshots").mkdir()
+    (repo / "snapshots" / "rev1").symlink_to("../../outside/rev1")
+    with pytest.raises(UsageError) as refused:
+        audit(str(typed))
+    assert str(refused.value) == (f"the snapshot {typed} resolves to {outside}, outside the cached repository {repo}; "
+                                  "it is not followed")
+    with pytest.raises(UsageError) as refused:
+        audit(str(repo))
+    assert str(refused.value) == (f"{repo} holds 0 snapshots and no usable refs/main; name one of "
+                                  f"{repo}/snapshots/<revision> (1 linked snapshot is never followed)")
+    missing = run_cli("audit", str(repo))
+    assert (missing.returncode, missing.stdout) == (2, "")
+
+
+def tiny_llama(folder: Path, *, tied: bool, lm_head: bool) -> Path:
+    """A one-layer Llama (vocab 16, hidden 8, MLP 16): 792 parameters without lm_head, which adds 128."""
+    folder.mkdir()
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
+              "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 16,
+              "max_position_embeddings": 32, "rms_norm_eps": 1e-5, "tie_word_embeddings": tied}
+    (folder / "config.json").write_text(json.dumps(config))
+    layer = "model.layers.0."
+    shapes = {"model.embed_tokens.weight": (16, 8), "model.norm.weight": (8,),
+              **{layer + f"self_attn.{p}_proj.weight": (8, 8) for p in "qkvo"},
+              layer + "mlp.gate_proj.weight": (16, 8), layer + "mlp.up_proj.weight": (16, 8),
+              layer + "mlp.down_proj.weight": (8, 16), layer + "input_layernorm.weight": (8,),
+              layer + "post_attention_layernorm.weight": (8,)}
+    if lm_head:
+        shapes["lm_head.weight"] = (16, 8)
+    write_safetensors(folder / "model.safetensors", {name: ("F32", shape) for name, shape in shapes.items()})
+    return folder
+
+
+def test_a_stored_tied_copy_is_not_counted_as_parameters(tmp_path: Path) -> None:
+    document = report_dict(tiny_llama(tmp_path / "tied", tied=True, lm_head=True), hash_weights=False)
+    weights = document["weights"]
+    assert (document["architecture"]["status"], document["architecture"]["observed_parameters"]) == ("match", 792)
+    assert weights["parameters"] == {"total": 792, "by_dtype": {"F32": 792}}
+    assert weights["files"][0]["parameters"] == 792
+    assert weights["tied_copies"] == [{"name": "lm_head.weight", "file": "model.safetensors", "elements": 128}]
+    assert weights["elements"] == 920
+    tied = [f for f in document["findings"] if f["id"] == "tied-duplicate"]
+    assert tied == [{"id": "tied-duplicate", "severity": "info", "location": "model.safetensors:lm_head.weight",
+                     "message": "lm_head.weight is a stored copy of the tied embedding (tied to model.embed_tokens.weight); "
+                                "counted once"}]
+    final = next(c for c in document["openness"]["components"] if c["name"] == "Model parameters (Final)")
+    assert [item["note"] for item in final["evidence"]] == ["readable weights: 1 safetensors file, 792 parameters, headers read"]
+
+    untied = report_dict(tiny_llama(tmp_path / "untied", tied=False, lm_head=True), hash_weights=False)["weights"]
+    assert (untied["parameters"]["total"], untied["tied_copies"], untied["elements"]) == (920, [], 920)
+
+
+def test_shard_index_names_unlisted_and_non_weights_files(tmp_path: Path) -> None:
+    index_path = write_sharded(tmp_path, {f"layer.{i}.weight": (4, 4) for i in range(4)}, 2, "F32")
+    write_safetensors(tmp_path / "model-extra.safetensors", {"extra.weight": ("F32", (4, 4))})
+    document = report_dict(tmp_path, hash_weights=False)
+    unlisted = [f for f in document["findings"] if f["id"] == "index-shard-unlisted"]
+    assert unlisted == [{
+        "id": "index-shard-unlisted", "severity": "high", "location": "model.safetensors.index.json",
+        "message": "model-extra.safetensors holds weights beside the index, which never names it; loaders that follow "
+                   "the index do not read it, and openaudit counts its tensors"}]
+    assert document["weights"]["parameters"]["total"] == 5 * 16
+
+    # a whole second copy of the model beside the shards is an alternate, not an unlisted shard
+    (tmp_path / "model-extra.safetensors").unlink()
+    write_safetensors(tmp_path / "consolidated.safetensors", {f"layer.{i}.weight": ("F32", (4, 4)) for i in range(4)})
+    document = report_dict(tmp_path, hash_weights=False)
+    assert "index-shard-unlisted" not in finding_ids(document)
+    assert "alternate-weights-copy" in finding_ids(document)
+    (tmp_path / "consolidated.safetensors").unlink()
+
+    index = json.loads(index_path.read_text())
+    index["weight_map"]["notes.weight"] = "notes.txt"
+    index_path.write_text(json.dumps(index))
+    (tmp_path / "notes.txt").write_text("not weights\n")
+    not_weights = [f for f in report_dict(tmp_path, hash_weights=False)["findings"] if f["id"] == "index-shard-not-weights"]
+    assert not_weights == [{
+        "id": "index-shard-not-weights", "severity": "high", "location": "model.safetensors.index.json",
+        "message": "the index names notes.txt, which is not a weights file openaudit could read; the tensors it maps "
+                   "there cannot be loaded"}]
+
+    index_path.write_text('{"weight_map": [1]}')  # no weight_map object: nothing to compare, and no crash
+    malformed = [(f["id"], f["message"]) for f in report_dict(tmp_path, hash_weights=False)["findings"]
+                 if f["id"].startswith("index-")]
+    assert malformed == [("index-malformed", "the index has no weight_map object")]
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [('"abc"', "'abc'"), ("1e400", "inf"), ("-1", "int"), ("true", "True"), ("12.5", "12.5"), ("[1]", "list")],
+)
+def test_shard_index_total_size_that_is_not_a_count_is_malformed(tmp_path: Path, written: str, shown: str) -> None:
+    index_path = write_sharded(tmp_path, {f"layer.{i}.weight": (4, 4) for i in range(2)}, 1, "F32")
+    index = json.loads(index_path.read_text())
+    text = json.dumps({"metadata": {"total_size": "SLOT"}, "weight_map": index["weight_map"]})
+    index_path.write_text(text.replace('"SLOT"', written))
+    document = report_dict(tmp_path, hash_weights=False)
+    malformed = [f for f in document["findings"] if f["id"] == "index-malformed"]
+    assert malformed == [{"id": "index-malformed", "severity": "high", "location": "model.safetensors.index.json",
+                          "message": f"metadata.total_size is {shown}, not a non-negative integer; not checked"}]
+    assert document["weights"]["indexes"][0]["total_size"] is None
+
+
+def test_the_model_card_is_read_once(small_release: Path, monkeypatch) -> None:
+    from openaudit.inspect import checksums
+
+    digest = hashlib.sha256((small_release / "model.safetensors").read_bytes()).hexdigest()
+    card = small_release / "README.md"
+    card.write_text(card.read_text() + f"\n| `model.safetensors` | `{digest}` |\n")
+    (small_release / "SHA256SUMS").write_text(f"{digest}  model.safetensors\n")
+    read: list[str] = []
+    original = checksums.read_text_bounded
+
+    def recording(path, *args, **kwargs):
+        read.append(Path(path).name)
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(checksums, "read_text_bounded", recording)
+    entry = report_dict(small_release)["weights"]["files"][0]
+    assert read == ["SHA256SUMS"]
+    assert (entry["checksum"], entry["checksum_source"]) == ("verified", "README.md:6")
+
+
+def test_a_card_whose_front_matter_holds_an_impossible_date_is_a_finding(small_release: Path) -> None:
+    (small_release / "README.md").write_text("---\nlicense: apache-2.0\ndate: 2024-13-45\n---\n# Toy\n")
+    document = report_dict(small_release, hash_weights=False)
+    invalid = [f for f in document["findings"] if f["id"] == "invalid-yaml"]
+    assert invalid == [{"id": "invalid-yaml", "severity": invalid[0]["severity"], "location": "README.md",
+                        "message": "README.md front matter is not valid YAML: a value cannot be built "
+                                   "(ValueError: month must be in 1..12)"}]

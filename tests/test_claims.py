@@ -53,7 +53,8 @@ def test_every_family_matches_its_own_weights_and_counts_agree(family: str, tmp_
     buffers = {b["name"] for b in document["weights"]["buffers"]}
     expected = sum(v.size for k, v in stored.items() if k not in tied_copies and k not in buffers)
     assert arch["expected_parameters"] == expected
-    assert document["weights"]["parameters"]["total"] == expected + sum(stored[k].size for k in tied_copies)
+    assert document["weights"]["parameters"]["total"] == expected  # tied copies are counted once
+    assert {t["name"] for t in document["weights"]["tied_copies"]} == tied_copies
 
 
 def tamper(release: Path, change) -> dict:

@@ -45,3 +45,32 @@ def test_classify_table_and_errors(tmp_path: Path, capsys) -> None:
     bad.write_text("a: [1\n")
     assert main(["classify", str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("date: 2024-13-45\n", "ValueError: month must be in 1..12"),
+        ("at: 2024-01-01 25:00:00\n", "ValueError: hour must be in 0..23"),
+        ("n: !!int abc\n", "ValueError: invalid literal for int() with base 10: 'abc'"),
+        ("n: !!float abc\n", "ValueError: could not convert string to float: 'abc'"),
+        ("t: !!timestamp x\n", "AttributeError: 'NoneType' object has no attribute 'groupdict'"),
+    ],
+)
+def test_yaml_values_that_cannot_be_built_are_malformed_input(text: str, problem: str) -> None:
+    from openaudit.errors import MalformedInput
+
+    with pytest.raises(MalformedInput) as raised:
+        load_yaml_bounded(text, "f.yml")
+    assert (raised.value.finding_id, str(raised.value)) == (
+        "invalid-yaml", f"f.yml is not valid YAML: a value cannot be built ({problem})")
+
+
+def test_yaml_integers_too_large_to_print_are_malformed_input() -> None:
+    from openaudit.errors import MalformedInput
+    from openaudit.inspect.safe_yaml import load_yaml_bounded
+
+    with pytest.raises(MalformedInput) as caught:
+        load_yaml_bounded("license: 0x" + "f" * 5000, "README.md front matter")
+    assert (caught.value.finding_id, str(caught.value)) == (
+        "invalid-yaml", "README.md front matter holds an integer of 20,000 bits")

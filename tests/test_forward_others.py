@@ -35,12 +35,12 @@ FAMILY_MODULES = {"gpt2": gpt2_family, "gpt_neox": gpt_neox_family, "bert": bert
 
 @lru_cache(maxsize=None)
 def reference(family: str):
-    """(config, canonical params, reference arrays); skips when the fixture is not there."""
+    """(config, canonical params, reference arrays). The fixtures are committed: a missing one is a failure."""
     folder = REFERENCE / family
     needed = [folder / name for name in ("config.json", "model.safetensors", "reference.npz")]
     missing = [str(path.relative_to(REFERENCE.parent.parent)) for path in needed if not path.is_file()]
     if missing:
-        pytest.skip(f"reference fixture not generated yet: {', '.join(missing)}")
+        pytest.fail(f"reference fixture missing (committed under tests/data/reference): {', '.join(missing)}")
     config = FAMILY_MODULES[family].config_from_hf(json.loads((folder / "config.json").read_text()))
     params = {canonical(name): value for name, value in load_file(folder / "model.safetensors").items()}
     with np.load(folder / "reference.npz") as arrays:

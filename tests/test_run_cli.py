@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file, save_file
 
 from openaudit.cli import main
@@ -52,6 +53,36 @@ def test_run_flags_need_run_and_budgets_must_parse(capsys) -> None:
     assert main(["audit", str(EXAMPLE), "--memory-budget", "2GiB"]) == 2
     assert main(["audit", str(EXAMPLE), "--run", "--memory-budget", "lots"]) == 2
     assert "--memory-budget" in capsys.readouterr().err
+
+
+def test_a_format_from_the_environment_is_checked(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("OPENAUDIT_FORMAT", "xml")
+    assert main(["audit", str(EXAMPLE), "--no-hash"]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "openaudit: OPENAUDIT_FORMAT='xml' is not a report format; use one of table, json\n")
+    monkeypatch.setenv("OPENAUDIT_FORMAT", "json")
+    assert main(["audit", str(EXAMPLE), "--no-hash"]) == 0
+    assert json.loads(capsys.readouterr().out)["tool"]["name"] == "openaudit"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-processes", "2"], "--num-processes and --process-id need --coordinator HOST:PORT"),
+        (["--process-id", "1"], "--num-processes and --process-id need --coordinator HOST:PORT"),
+        (["--coordinator", "h:1"], "--coordinator needs --num-processes and --process-id"),
+        (["--coordinator", "h:1", "--num-processes", "2"], "--coordinator needs --num-processes and --process-id"),
+        (["--coordinator", "h:1", "--process-id", "0"], "--coordinator needs --num-processes and --process-id"),
+        (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "--process-id 2 is not in 0..1"),
+        (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "-1"], "--process-id -1 is not in 0..1"),
+        (["--coordinator", "h:1", "--num-processes", "0", "--process-id", "0"], "--num-processes must be at least 1, not 0"),
+        (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"],
+         "--coordinator must be HOST:PORT, not 'nohost'"),
+    ],
+)
+def test_incomplete_or_inconsistent_multi_host_flags_are_bad_usage(flags: list[str], message: str, capsys) -> None:
+    assert main(["audit", str(EXAMPLE), "--no-hash", "--run", *flags]) == 2
+    assert capsys.readouterr().err == f"openaudit: {message}\n"
 
 
 def test_header_only_audit_has_no_run_section(capsys) -> None:

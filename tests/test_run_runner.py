@@ -196,6 +196,39 @@ def test_reference_with_the_probe(bigram: Path, tmp_path: Path) -> None:
 # --- probes on their own -----------------------------------------------------------------------------------------
 
 
+def test_probe_text_is_read_bounded_and_never_from_a_fifo(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "probe.fifo"
+    os.mkfifo(fifo)
+    outcome: list[str] = []
+
+    def read() -> None:  # reading a FIFO with no writer would block for ever
+        try:
+            probes.read_probe_text(fifo)
+        except UsageError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert outcome == [f"cannot read the probe text {fifo}: not a regular file"]
+
+    large = tmp_path / "large.txt"
+    large.write_bytes(b"a" * (probes.MAX_PROBE_TEXT_BYTES + 1))
+    with pytest.raises(UsageError) as refused:
+        probes.read_probe_text(large)
+    assert str(refused.value) == f"the probe text {large} is larger than 1,048,576 bytes"
+    linked = tmp_path / "linked.txt"
+    (tmp_path / "short.txt").write_text("Hello there.")
+    linked.symlink_to("short.txt")  # the user named it: a link is followed
+    assert probes.read_probe_text(linked) == "Hello there."
+    with pytest.raises(UsageError) as missing:
+        probes.read_probe_text(tmp_path / "nope.txt")
+    assert str(missing.value) == f"cannot read the probe text {tmp_path / 'nope.txt'}: cannot open: No such file or directory"
+
+
 def test_perplexity_of_uniform_logits_is_the_vocabulary_size() -> None:
     assert probes.perplexity(np.zeros((7, 50), np.float32), [1, 2, 3, 4, 5, 6, 7]) == pytest.approx(50.0)
 

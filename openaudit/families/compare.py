@@ -58,6 +58,7 @@ class ArchitectureCheck:
     observed_parameters: int
     ignored: int = 0
     naming: str = "hf"
+    tied_copies: tuple[TensorRecord, ...] = ()  # the stored records of the "tied-duplicate" mismatches
 
     @property
     def hard_mismatches(self) -> tuple[Mismatch, ...]:
@@ -100,6 +101,7 @@ def compare(
             by_name[key] = record
 
     mismatches: list[Mismatch] = []
+    tied_copies: list[TensorRecord] = []
     used: set[str] = set()
     expected_count = observed_count = 0
     for spec in specs:
@@ -134,6 +136,7 @@ def compare(
                 mismatches.append(
                     Mismatch(TIED_DUPLICATE, duplicate.name, f"tied to {spec.name}", describe_shape(duplicate.shape))
                 )
+                tied_copies.append(duplicate)
 
     for key, record in by_name.items():
         if key in used:
@@ -158,6 +161,7 @@ def compare(
         observed_parameters=observed_count,
         ignored=ignored,
         naming="gguf" if gguf else "hf",
+        tied_copies=tuple(tied_copies),
     )
 
 

@@ -7,12 +7,15 @@ import posixpath
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from openaudit.errors import MalformedInput
 from openaudit.findings import Finding, finding
 from openaudit.limits import open_regular, read_text_bounded
 from openaudit.release import CHECKSUMS, MODEL_CARD, Release, ReleaseFile
+
+if TYPE_CHECKING:
+    from openaudit.inspect.card import ModelCard
 
 VERIFIED = "verified"
 MISMATCH = "mismatch"
@@ -42,8 +45,12 @@ class FileChecksum:
     source: str | None
 
 
-def published_checksums(release: Release) -> tuple[dict[str, PublishedChecksum], tuple[Finding, ...]]:
-    """Every sha256 the release publishes for its own files, keyed by release path."""
+def published_checksums(release: Release, card: ModelCard | None = None) -> tuple[dict[str, PublishedChecksum], tuple[Finding, ...]]:
+    """Every sha256 the release publishes for its own files, keyed by release path.
+
+    ``card`` is the model card the audit already read: its text is used rather than reading the file again
+    (a card that could not be read has its finding on the card already).
+    """
     published: dict[str, PublishedChecksum] = {}
     findings: list[Finding] = []
 
@@ -61,11 +68,14 @@ def published_checksums(release: Release) -> tuple[dict[str, PublishedChecksum],
         if entry.published_sha256:
             add(entry.path, entry.published_sha256, "hf-cache blob name")
     for entry in release.of_kind(CHECKSUMS, MODEL_CARD):
-        try:
-            text = read_text_bounded(entry.location)
-        except MalformedInput as exc:
-            findings.append(finding(exc.finding_id, str(exc), entry.path))
-            continue
+        if card is not None and entry.path == card.path:
+            text = card.text
+        else:
+            try:
+                text = read_text_bounded(entry.location)
+            except MalformedInput as exc:
+                findings.append(finding(exc.finding_id, str(exc), entry.path))
+                continue
         base = posixpath.dirname(entry.path)
         for line_number, name, digest in _checksum_lines(text, entry, release):
             target = _resolve(base, name)

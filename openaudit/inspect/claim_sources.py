@@ -77,22 +77,25 @@ def _other_prose(release: Release, card: ModelCard | None):
     return chosen[:MAX_PROSE_FILES]
 
 
-def claims_from_mof(document: Mapping[str, Any], path: str) -> list[Claim]:
-    """Claims of a Model Openness Tool file: the release's name (size label) and its licenses."""
+def claims_from_mof(document: object, path: str) -> list[Claim]:
+    """Claims of a Model Openness Tool file: the release's name (size label) and its licenses.
+
+    The file comes from the release: any value may have any type, and one of the wrong type is skipped
+    (``classify_mot`` reports the file as invalid; the claims that are well formed still count).
+    """
     from openaudit.inspect.license import normalize_license_id
 
-    release = document.get("release") if isinstance(document.get("release"), Mapping) else {}
+    release = _mapping(document.get("release")) if isinstance(document, Mapping) else {}
     found: list[Claim] = []
     name = release.get("name")
     if isinstance(name, str):
         found += c.claims_from_name(name, f"{path}#release.name")
-    licenses = release.get("license") if isinstance(release.get("license"), Mapping) else {}
-    for kind, value in licenses.items():
-        if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+    for kind, value in _mapping(release.get("license")).items():
+        if isinstance(kind, str) and isinstance(value, Mapping) and isinstance(value.get("name"), str):
             found.append(Claim(c.LICENSE, normalize_license_id(value["name"]) or value["name"],
                                f"license.{kind}: {value['name']}", f"{path}#release.license.{kind}"))
-    for component in release.get("components") or []:
-        if isinstance(component, Mapping) and component.get("name") == "Model parameters (Final)":
+    for component in mof_components(release):
+        if component.get("name") == "Model parameters (Final)":
             value = component.get("license")
             if isinstance(value, str) and value:
                 found.append(Claim(c.LICENSE, normalize_license_id(value) or value,
@@ -100,12 +103,29 @@ def claims_from_mof(document: Mapping[str, Any], path: str) -> list[Claim]:
     return found
 
 
-def is_mof_document(document: object) -> bool:
+def mof_components(release: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The entries of ``release.components`` that are mappings (none when it is not a list)."""
+    components = release.get("components")
+    if not isinstance(components, list):
+        return []
+    return [entry for entry in components if isinstance(entry, Mapping)]
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def names_openness_framework(document: object) -> bool:
+    """The document says it is written for an openness framework (``framework.name``)."""
     if not isinstance(document, Mapping):
         return False
     framework = document.get("framework")
-    return (isinstance(framework, Mapping) and "openness" in str(framework.get("name", "")).lower()
-            and isinstance(document.get("release"), Mapping))
+    name = framework.get("name") if isinstance(framework, Mapping) else None
+    return isinstance(name, str) and "openness" in name.lower()
+
+
+def is_mof_document(document: object) -> bool:
+    return names_openness_framework(document) and isinstance(document.get("release"), Mapping)
 
 
 def find_mof_file(release: Release, findings: list[Finding]) -> tuple[Mapping[str, Any], str] | None:
@@ -126,6 +146,9 @@ def find_mof_file(release: Release, findings: list[Finding]) -> tuple[Mapping[st
             continue
         if is_mof_document(document):
             return document, entry.path
+        if names_openness_framework(document):
+            findings.append(finding("invalid-mof-file", "the file names an openness framework but has no `release` "
+                                    "mapping; its claims are not read", entry.path))
     return None
 
 
@@ -140,4 +163,10 @@ def load_mof_claims_file(path: str) -> tuple[Mapping[str, Any], str]:
         raise UsageError(f"--claims {path}: {exc}") from None
     if not is_mof_document(document):
         raise UsageError(f"--claims {path}: not a Model Openness Tool file (needs framework and release)")
+    from openaudit.rubric.mof import MotFileError, classify_mot
+
+    try:
+        classify_mot(document)  # the same checks as `openaudit classify`: a file it rejects is bad usage here too
+    except MotFileError as exc:
+        raise UsageError(f"--claims {path}: {exc}") from None
     return document, path

@@ -133,11 +133,6 @@ def _check_references(entries: Mapping[str, LicenseEntry]) -> None:
     _build_alias_index(entries)  # raises on an alias that names two licenses
 
 
-def license_entry(key: str) -> LicenseEntry:
-    """The catalogue entry for ``key``; KeyError when there is none."""
-    return catalogue()[key]
-
-
 # ------------------------------------------------------------------------------------------ declared ids
 
 # Declarations that say "not one of the known licenses" rather than naming one.

@@ -65,7 +65,9 @@ def load_yaml_bounded(text: str, what: str) -> object:
                         f"{what} uses YAML aliases that expand to more than {MAX_EXPANDED_NODES:,} nodes (an alias bomb)",
                     )
                 raise MalformedInput("yaml-too-large", f"{what} holds more than {MAX_EXPANDED_NODES:,} YAML nodes")
-        return yaml.load(text, Loader=loader)
+        document = yaml.load(text, Loader=loader)
+        _refuse_huge_integers(document, what)
+        return document
     except MalformedInput:
         raise
     except yaml.YAMLError as exc:
@@ -75,3 +77,26 @@ def load_yaml_bounded(text: str, what: str) -> object:
         raise MalformedInput("invalid-yaml", f"{what} is not valid YAML{where}: {problem}") from None
     except RecursionError:
         raise MalformedInput("yaml-too-deep", f"{what} nests too deeply") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise plain Python errors on well-formed scalars they cannot build:
+        # `2024-13-45` (a date with month 13), an integer of more than 4,300 digits, `!!int abc`.
+        raise MalformedInput("invalid-yaml", f"{what} is not valid YAML: a value cannot be built "
+                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+# Integers this long are no metadata value; hex and octal literals escape Python's 4,300-digit limit
+# when parsed, then break str() and JSON output later.
+MAX_INTEGER_BITS = 256
+
+
+def _refuse_huge_integers(document: object, what: str) -> None:
+    stack = [document]
+    while stack:  # the document is already bounded to MAX_EXPANDED_NODES nodes
+        value = stack.pop()
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INTEGER_BITS:
+            raise MalformedInput("invalid-yaml", f"{what} holds an integer of {value.bit_length():,} bits")
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)

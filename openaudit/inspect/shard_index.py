@@ -34,10 +34,18 @@ class IndexCheck:
     index: ShardIndex | None
     findings: tuple[Finding, ...]
     observed_total_size: int | None
+    # Weights files in the index's folder, of its format, that its weight_map never names. Whether that is
+    # a problem depends on the other indexes and on copies of the model, so inspect_weights decides.
+    unlisted: tuple[str, ...] = ()
 
 
 def is_index(path: str) -> bool:
     return path.lower().endswith(".index.json") and (".safetensors" in path.lower() or ".bin" in path.lower())
+
+
+def index_format(path: str) -> str:
+    """The weights format of the shards an index describes (``*.safetensors.index.json`` or ``*.bin.index.json``)."""
+    return "safetensors" if ".safetensors" in path.lower() else "pickle"
 
 
 def read_index(entry: ReleaseFile, release: Release) -> tuple[ShardIndex | None, list[Finding]]:
@@ -71,8 +79,8 @@ def read_index(entry: ReleaseFile, release: Release) -> tuple[ShardIndex | None,
         if release.file(shard) is None:
             findings.append(finding("index-missing-shard", f"the index names {shard}, which the release lacks", entry.path))
     return (
-        ShardIndex(entry.path, weight_map, _int_or_none(metadata.get("total_size")),
-                   _int_or_none(metadata.get("total_parameters")), shards),
+        ShardIndex(entry.path, weight_map, _count(metadata, "total_size", entry.path, findings),
+                   _count(metadata, "total_parameters", entry.path, findings), shards),
         findings,
     )
 
@@ -89,6 +97,10 @@ def check_index(entry: ReleaseFile, release: Release, scans: Mapping[str, Weight
         scan = scans.get(shard)
         if scan is None:
             complete = False
+            if release.file(shard) is not None:
+                findings.append(finding("index-shard-not-weights",
+                                        f"the index names {shard}, which is not a weights file openaudit could read; "
+                                        "the tensors it maps there cannot be loaded", entry.path))
             continue
         complete = complete and scan.complete
         for tensor in scan.tensors:
@@ -114,7 +126,11 @@ def check_index(entry: ReleaseFile, release: Release, scans: Mapping[str, Weight
                 entry.path,
             )
         )
-    return IndexCheck(index, tuple(findings), observed)
+    base = posixpath.dirname(entry.path)
+    fmt = index_format(entry.path)
+    unlisted = tuple(sorted(path for path, scan in scans.items()
+                            if posixpath.dirname(path) == base and scan.format == fmt and path not in index.shards))
+    return IndexCheck(index, tuple(findings), observed, unlisted)
 
 
 def _inside(base: str, name: str) -> str | None:
@@ -126,13 +142,20 @@ def _inside(base: str, name: str) -> str | None:
     return joined
 
 
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
+def _count(metadata: Mapping[str, object], key: str, path: str, findings: list[Finding]) -> int | None:
+    """``metadata[key]`` as a non-negative integer (a string of digits is accepted); None when absent or null.
+
+    Any other value ("abc", 1e400, -1, true, 12.5) is a claim that cannot be checked: a finding, not silence.
+    """
+    value = metadata.get(key)
+    if value is None:
         return None
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    if isinstance(value, str) and value.isdigit() and len(value) < 30:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 30:
         return int(value)
+    shown = repr(value) if isinstance(value, (str, float, bool)) and len(repr(value)) <= 60 else type(value).__name__
+    findings.append(finding("index-malformed", f"metadata.{key} is {shown}, not a non-negative integer; not checked", path))
     return None
 
 

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 from openaudit.errors import MalformedInput
 from openaudit.findings import Finding, finding
-from openaudit.inspect.shard_index import IndexCheck, check_index, is_index
+from openaudit.inspect.shard_index import IndexCheck, check_index, is_index, shard_paths
 from openaudit.inspect.tensors import BUFFER, INTEGER_DTYPES, PARAMETER, SCALE, TensorRecord, WeightsFileScan
 from openaudit.limits import open_regular
 from openaudit.release import WEIGHTS, Release, ReleaseFile
@@ -170,9 +170,30 @@ def inspect_weights(release: Release, budget_seconds: float = SCAN_BUDGET_SECOND
     for scan in scans:
         findings.extend(scan.findings)
     alternates = _alternate_copies(scans, indexes, findings)
+    findings.extend(_unlisted_shards(indexes, alternates))
     tensors, buffers = _resolve_roles([scan for scan in scans if scan.path not in alternates])
     findings.extend(_duplicate_tensors(tensors))
     return WeightsInspection(tuple(scans), indexes, tensors, buffers, tuple(findings), alternates)
+
+
+def _unlisted_shards(indexes: Sequence[IndexCheck], alternates: frozenset[str]) -> list[Finding]:
+    """Weights files beside an index, of its format, that no index names, counted together with its shards.
+
+    When the file and the shards are different copies of the model (Mistral's ``consolidated.safetensors``
+    beside ``model-0000N-of-0000M.safetensors``), one of them is an alternate and is reported as such; when
+    both are counted, the file adds tensors that loaders following the index never read.
+    """
+    named = shard_paths(indexes)
+    found = []
+    for check in indexes:
+        if check.index is None or any(shard in alternates for shard in check.index.shards):
+            continue
+        for path in check.unlisted:
+            if path not in named and path not in alternates:
+                found.append(finding("index-shard-unlisted",
+                                     f"{path} holds weights beside the index, which never names it; loaders that follow "
+                                     "the index do not read it, and openaudit counts its tensors", check.index.path))
+    return found
 
 
 _FORMAT_PREFERENCE = {"safetensors": 0, "gguf": 1, "pickle": 2}

@@ -69,6 +69,15 @@ class Buffer:
 
 
 @dataclass(frozen=True)
+class TiedCopy:
+    """A stored copy of a tied tensor: stored (in ``elements``), not a parameter of its own."""
+
+    name: str
+    file: str
+    elements: int
+
+
+@dataclass(frozen=True)
 class Parameters:
     total: int
     by_dtype: Mapping[str, int]
@@ -91,6 +100,7 @@ class Weights:
     parameters: Parameters
     buffers: tuple[Buffer, ...]
     elements: int
+    tied_copies: tuple[TiedCopy, ...] = ()
     indexes: tuple[ShardIndexSummary, ...] = ()
     metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

@@ -145,7 +145,11 @@ def _sections(report: Report):
     if weights.parameters.by_dtype:
         summary.add_row("  by dtype", _t(", ".join(f"{d} {n:,}" for d, n in weights.parameters.by_dtype.items())))
     buffered = sum(b.elements for b in weights.buffers)
-    summary.add_row("Stored elements", _t(f"{weights.elements:,} ({len(weights.buffers)} buffers, {buffered:,} elements)"))
+    stored = f"{weights.elements:,} ({len(weights.buffers)} buffers, {buffered:,} elements"
+    if weights.tied_copies:
+        tied = sum(t.elements for t in weights.tied_copies)
+        stored += f"; {len(weights.tied_copies)} tied copies, {tied:,} elements"
+    summary.add_row("Stored elements", _t(stored + ")"))
     for index in weights.indexes:
         claimed = "absent" if index.total_size is None else f"{index.total_size:,}"
         summary.add_row("Shard index", _t(f"{index.path}: {index.shards} shards, total_size {claimed}"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
+from openaudit.findings import Finding, finding
 from openaudit.rubric.components import (
     ABSENT,
     CLOSED,
@@ -103,6 +104,7 @@ class Openness:
     rubrics: tuple[Mapping[str, str], ...]
     release_license: Mapping[str, Any] | None
     limits_hit: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()  # for the report's findings (an invalid MOF file), not part of to_dict
 
     def component(self, key: int | str) -> ComponentAssessment:
         for component in self.components:
@@ -142,6 +144,7 @@ def assess_openness(release, card, weights, architecture, licenses, mof_claims=N
     normalized = list(found.licenses_normalized)
     claimed = None
     claims_error = None
+    findings: list[Finding] = []
     components = found.components
     if document is not None:
         normalized += _claims_normalizations(document, claims_path or "MOF file")
@@ -149,6 +152,8 @@ def assess_openness(release, card, weights, architecture, licenses, mof_claims=N
             claimed = classify_mot(document)
         except MotFileError as exc:
             claims_error = str(exc)
+            findings.append(finding("invalid-mof-file", f"the Model Openness Tool file is not valid: {claims_error}; "
+                                    "its claimed MOF class is not computed", claims_path or "MOF file"))
     unsupported: list[UnsupportedClaim] = []
     found_not_claimed: list[ComponentAssessment] = []
     if claimed is not None:
@@ -173,6 +178,7 @@ def assess_openness(release, card, weights, architecture, licenses, mof_claims=N
         rubrics=tuple(used_rubrics()),
         release_license=found.release_license.to_dict() if found.release_license is not None else None,
         limits_hit=found.limits_hit,
+        findings=tuple(findings),
     )
 
 
@@ -201,10 +207,11 @@ def _claims_normalizations(document: Mapping[str, Any], path: str) -> list[Norma
     release = document.get("release") if isinstance(document.get("release"), Mapping) else {}
     licenses = release.get("license") if isinstance(release.get("license"), Mapping) else {}
     for kind, value in licenses.items():
-        if isinstance(value, Mapping) and isinstance(value.get("name"), str) and value["name"]:
+        if isinstance(kind, str) and isinstance(value, Mapping) and isinstance(value.get("name"), str) and value["name"]:
             key = normalize_license_id(value["name"])
-            found.append(NormalizedLicense(value["name"][:200], spdx_id(key), f"{path}#release.license.{kind}"))
-    for entry in release.get("components") or []:
+            found.append(NormalizedLicense(value["name"][:200], spdx_id(key), f"{path}#release.license.{kind[:100]}"))
+    components = release.get("components")
+    for entry in components if isinstance(components, list) else ():  # any type: the file is the release's
         if isinstance(entry, Mapping) and isinstance(entry.get("license"), str) and isinstance(entry.get("name"), str):
             key = normalize_license_id(entry["license"])
             found.append(NormalizedLicense(entry["license"][:200], spdx_id(key),

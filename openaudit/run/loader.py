@@ -28,7 +28,6 @@ not keep the whole file resident.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +61,6 @@ METHODS: Mapping[str, str] = {
     "grok-int8": "int8 weights and bfloat16 scales placed as stored; dequantized inside each layer on the device",
 }
 LOAD_WORKERS = 4  # tensors read at once by one load call
-_GGUF_LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -201,11 +199,6 @@ def _gguf_mapping():
     except ImportError as exc:  # pragma: no cover - the decoder forward pass is part of the package
         raise MalformedInput("run-unmapped-tensor", f"no GGUF name mapping available: {exc}") from None
     return canonical_from_gguf
-
-
-def gguf_layer_index(name: str) -> int | None:
-    match = _GGUF_LAYER.match(name)
-    return int(match.group(1)) if match else None
 
 
 # --- loading ------------------------------------------------------------------------------------------

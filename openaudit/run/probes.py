@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -43,11 +44,17 @@ _ROWS_PER_CHUNK = 64  # float64 log-softmax over (64, V) at a time
 
 def read_probe_text(path: str | Path | None = None) -> str:
     """The probe text (the bundled English prose unless ``path`` names another file)."""
+    from openaudit.errors import MalformedInput
+    from openaudit.limits import open_regular
+
     location = Path(path) if path is not None else DEFAULT_PROBE_TEXT
     try:
-        data = location.read_bytes()[: MAX_PROBE_TEXT_BYTES + 1]
-    except OSError as exc:
-        raise UsageError(f"cannot read the probe text {location}: {exc.strerror or exc}") from None
+        # The user named this file, so a link is followed; open_regular then refuses a FIFO or device
+        # (which would block) and the read stops one byte past the limit, whatever the file's size.
+        with open_regular(os.path.realpath(location)) as handle:
+            data = handle.read(MAX_PROBE_TEXT_BYTES + 1)
+    except MalformedInput as exc:
+        raise UsageError(f"cannot read the probe text {location}: {exc}") from None
     if len(data) > MAX_PROBE_TEXT_BYTES:
         raise UsageError(f"the probe text {location} is larger than {MAX_PROBE_TEXT_BYTES:,} bytes")
     return data.decode("utf-8", errors="replace")

@@ -34,6 +34,7 @@ def open_local(spec: str) -> Release:
         st = path.lstat()
     except OSError:
         raise UsageError(f"source not found: {spec}") from None
+    _refuse_snapshot_outside_cache(path, spec)
     if stat.S_ISLNK(st.st_mode):
         path = Path(os.path.realpath(path))
         try:
@@ -71,27 +72,61 @@ def _open_directory(root: Path, spec: str) -> Release:
 
 
 def _hf_cache_layout(path: Path):
-    """Recognise ``models--org--name`` or ``models--org--name/snapshots/<rev>``; None otherwise."""
+    """Recognise ``models--org--name`` or ``models--org--name/snapshots/<rev>``; None otherwise.
+
+    ``path`` is already resolved. A cached repository whose ``snapshots`` folder (or chosen revision) is a
+    link that leaves it is refused with a UsageError: the audit would otherwise read files from outside
+    the cache while reporting them as the cached repository's, and nothing else is there to audit.
+    """
     if path.parent.name == "snapshots" and _REPO_DIR.match(path.parent.parent.name):
         repo_dir = path.parent.parent
         return path, repo_dir, _repo_id(repo_dir.name), path.name, []
     match = _REPO_DIR.match(path.name)
-    if match and (path / "snapshots").is_dir():
-        snapshots = sorted(p for p in (path / "snapshots").iterdir() if p.is_dir() and not p.is_symlink())
-        revision = None
-        ref = path / "refs" / "main"
-        if ref.is_file() and not ref.is_symlink():
-            revision = read_text_bounded(ref, limit=1024).strip()
-        chosen = next((p for p in snapshots if p.name == revision), None)
-        if chosen is None and len(snapshots) == 1:
-            chosen = snapshots[0]
-        if chosen is None:
-            raise UsageError(
-                f"{path} holds {len(snapshots)} snapshots and no usable refs/main; name one of "
-                f"{path}/snapshots/<revision>"
-            )
-        return chosen, path, _repo_id(path.name), chosen.name, []
-    return None
+    snapshots_dir = path / "snapshots"
+    if not match or not snapshots_dir.is_dir():
+        return None
+    if snapshots_dir.is_symlink():
+        raise UsageError(
+            f"{path}/snapshots is a link (to {printable(os.readlink(snapshots_dir))}); the snapshot would leave "
+            "the cached repository, so it is not followed"
+        )
+    entries = list(snapshots_dir.iterdir())
+    snapshots = sorted(p for p in entries if p.is_dir() and not p.is_symlink())
+    linked = sum(1 for p in entries if p.is_symlink())
+    revision = None
+    ref = path / "refs" / "main"
+    # refs/main names the revision; read it only when it (and the refs folder) stay inside the repository.
+    if ref.is_file() and not ref.is_symlink() and _within(os.path.realpath(ref), path):
+        revision = read_text_bounded(ref, limit=1024).strip()
+    chosen = next((p for p in snapshots if p.name == revision), None)
+    if chosen is None and len(snapshots) == 1:
+        chosen = snapshots[0]
+    if chosen is None:
+        raise UsageError(
+            f"{path} holds {len(snapshots)} snapshots and no usable refs/main; name one of "
+            f"{path}/snapshots/<revision>"
+            + (f" ({linked} linked snapshot{'s are' if linked != 1 else ' is'} never followed)" if linked else "")
+        )
+    if not _within(os.path.realpath(chosen), path):
+        raise UsageError(f"the snapshot {chosen} leaves the cached repository {path}; it is not followed")
+    return chosen, path, _repo_id(path.name), chosen.name, []
+
+
+def _refuse_snapshot_outside_cache(path: Path, spec: str) -> None:
+    """``models--org--name/snapshots/<rev>`` as typed must resolve inside that cached repository.
+
+    A linked ``snapshots`` folder or revision would otherwise be followed to wherever it points and
+    audited there, as though it were the cached snapshot.
+    """
+    typed = Path(os.path.abspath(path))
+    if typed.parent.name != "snapshots" or not _REPO_DIR.match(typed.parent.parent.name):
+        return
+    repo_dir = os.path.realpath(typed.parent.parent)
+    if not _within(os.path.realpath(typed), Path(repo_dir)):
+        raise UsageError(
+            f"the snapshot {spec} resolves to {printable(os.path.realpath(typed))}, outside the cached repository "
+            f"{printable(repo_dir)}; it is not followed"
+        )
 
 
 def _repo_id(dirname: str) -> str:

@@ -222,6 +222,25 @@ def add_hf_cache() -> None:
     add_case(cat, "refs-main-fifo", cache(two_snapshots("fifo"), pick="repo"), exit_code=2)
     add_case(cat, "refs-main-missing", cache(two_snapshots(None), pick="repo"), exit_code=2)
 
+    def snapshots_folder_links_out(blobs: Path, snapshot: Path) -> None:
+        blob_link("model.safetensors", weights)(blobs, snapshot)
+        snapshots = snapshot.parent
+        outside = snapshots.parent.parent / "outside"
+        snapshots.rename(outside)
+        symlink(snapshots, "../outside")
+
+    def revision_links_out(blobs: Path, snapshot: Path) -> None:
+        outside = snapshot.parent.parent.parent / "outside-revision"
+        outside.mkdir()
+        (outside / "model.safetensors").write_bytes(weights)
+        snapshot.rmdir()
+        symlink(snapshot, "../../outside-revision")
+
+    add_case(cat, "snapshots-folder-links-out", cache(snapshots_folder_links_out, pick="repo"), exit_code=2)
+    add_case(cat, "snapshots-folder-links-out-typed", cache(snapshots_folder_links_out), exit_code=2)
+    add_case(cat, "revision-links-out", cache(revision_links_out, pick="repo"), exit_code=2)
+    add_case(cat, "revision-links-out-typed", cache(revision_links_out), exit_code=2)
+
     def no_snapshots(blobs: Path, snapshot: Path) -> None:
         snapshot.rmdir()
 

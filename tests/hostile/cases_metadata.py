@@ -77,10 +77,25 @@ def add_shard_index() -> None:
     add_case(cat, "total-size-wrong", sharded(lambda d, ws: d["metadata"].update(total_size=1)),
              "index-total-size-mismatch")
     add_case(cat, "total-size-negative", sharded(lambda d, ws: d["metadata"].update(total_size=-1)),
-             "index-total-size-mismatch")
+             "index-malformed")
     add_case(cat, "total-size-2pow100", sharded(lambda d, ws: d["metadata"].update(total_size=2**100)),
              "index-total-size-mismatch")
-    add_case(cat, "total-size-string", sharded(lambda d, ws: d["metadata"].update(total_size="lots")))
+    add_case(cat, "total-size-string", sharded(lambda d, ws: d["metadata"].update(total_size="lots")), "index-malformed")
+    add_case(cat, "total-size-1e400", sharded(lambda d, ws: json.dumps(d).replace('"total_size": ', '"total_size": 1e400, "was": ')),
+             "index-malformed")
+    add_case(cat, "total-size-true", sharded(lambda d, ws: d["metadata"].update(total_size=True)), "index-malformed")
+
+    def extra_file(document: dict, ws: Workspace) -> None:
+        # Beside the shards, a file of the index's format that the weight_map never names.
+        stb.write_safetensors(ws.dir / "model-extra.safetensors", {"backdoor.weight": ("F32", (4, 4))})
+
+    add_case(cat, "unlisted-weights-file", sharded(extra_file), "index-shard-unlisted")
+
+    def text_target(document: dict, ws: Workspace) -> None:
+        ws.text("notes.txt", "not weights\n")
+        document["weight_map"]["lm_head.weight"] = "notes.txt"
+
+    add_case(cat, "shard-is-a-text-file", sharded(text_target), "index-shard-not-weights")
     add_case(cat, "not-json", sharded(raw=b"{ this is not json"), "invalid-json")
     add_case(cat, "not-utf8", sharded(raw=b'{"weight_map": {"\xff\xfe": "x"}}'), "invalid-json")
     add_case(cat, "deeply-nested", sharded(raw=b'{"weight_map":' + b"[" * 200_000 + b"]" * 200_000 + b"}"),
@@ -191,6 +206,16 @@ def add_model_card() -> None:
     card("readme-ansi-escapes-in-body", yaml_card("license: mit", "\x1b[2J\x1b[H# Totally safe\x1b]0;t\x07\n"))
     card("readme-binary-nuls", b"---\nlicense: mit\n---\n" + b"\0" * 4096)
     card("model-card-md-alias-bomb", yaml_card("\n".join(laughs)), "yaml-alias-bomb", name="MODEL_CARD.md")
+    # Well-formed YAML whose values PyYAML cannot build (a 13th month, an hour 25, `!!int` of letters).
+    card("front-matter-impossible-date", yaml_card("license: mit\ndate: 2024-13-45"), "invalid-yaml")
+    card("front-matter-bad-int-tag", yaml_card("license: mit\nn: !!int abc"), "invalid-yaml")
+    # A Model Openness Tool file of the release with values of the wrong type.
+    mof = "framework:\n  name: Model Openness Framework\nrelease:\n  name: x\n"
+    add_case(cat, "mof-components-int", in_folder("mof.yml", (mof + "  components: 5\n").encode()), "invalid-mof-file")
+    add_case(cat, "mof-wrong-types-everywhere", in_folder("mof.yml", (
+        mof + "  license: [1]\n  components:\n    - name: 5\n      license: {a: 1}\n    - 7\n").encode()), "invalid-mof-file")
+    add_case(cat, "mof-license-name-int", in_folder("mof.yml", (
+        mof + "  license:\n    code: {name: 5}\n  components: []\n").encode()), "invalid-mof-file")
 
     def readme_special(kind: str) -> Build:
         def build(ws: Workspace) -> Path:

@@ -265,10 +265,16 @@ class Detector:
             for path, finding_id in sorted(flagged.items()):
                 problems.append(EvidenceItem(INSUFFICIENT, f"{path}: {finding_id} ({reject} or worse)", rule.key, path))
         primaries = {s.path for s in weights.primary_scans}
+        # Stored copies of tied tensors are not parameters of their own (as in the report's weights.parameters).
+        tied = self.architecture.tied_copy_keys() if self.architecture is not None else frozenset()
+
+        def counted(tensor) -> bool:
+            return tensor.role == PARAMETER and (tensor.file, tensor.name) not in tied
+
         if chosen_paths <= primaries:
-            parameters = sum(t.elements for t in weights.tensors if t.role == PARAMETER and t.file in chosen_paths)
+            parameters = sum(t.elements for t in weights.tensors if counted(t) and t.file in chosen_paths)
         else:
-            parameters = sum(t.elements for s in chosen for t in s.tensors if t.role == PARAMETER)
+            parameters = sum(t.elements for s in chosen for t in s.tensors if counted(t))
         if parameters < int(spec.get("min_parameters", 1)):
             problems.append(EvidenceItem(INSUFFICIENT, f"the weights hold {parameters:,} parameters", rule.key, chosen[0].path))
         if problems:
@@ -280,9 +286,9 @@ class Detector:
         for folder, scans in sorted(by_folder.items()):
             formats = sorted({s.format for s in scans})
             count = len(scans)
-            folder_params = (sum(t.elements for t in weights.tensors if t.role == PARAMETER and t.file in {s.path for s in scans})
+            folder_params = (sum(t.elements for t in weights.tensors if counted(t) and t.file in {s.path for s in scans})
                              if chosen_paths <= primaries else
-                             sum(t.elements for s in scans for t in s.tensors if t.role == PARAMETER))
+                             sum(t.elements for s in scans for t in s.tensors if counted(t)))
             where = scans[0].path if count == 1 else (folder or ".")
             how = "read without unpickling" if "pickle" in formats else "headers read"
             items.append(EvidenceItem(FOUND, f"{rule.note}: {count} {'/'.join(formats)} file{'s' if count != 1 else ''}, "

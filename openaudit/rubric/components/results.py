@@ -58,15 +58,6 @@ class LicenseChoice:
     name: str | None = None  # the license's full name
     declared: bool = False  # from a declaration (card, metadata), not a license text in a file
 
-    @property
-    def mof_id(self) -> str | None:
-        """The id MOF compares exactly: the SPDX id, else the catalogue key, else a marker for "unrecognised"."""
-        if self.status == CLOSED:
-            return None
-        if self.key is None:
-            return "LicenseRef-unrecognised"
-        return spdx_id(self.key)
-
     def to_dict(self) -> dict:
         return {"license": self.key, "name": self.name, "source": self.source, "origin": self.origin,
                 "status": self.status, "reason": self.reason}
