@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import struct
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from openaudit import limits
 from openaudit.errors import MalformedInput, ParseTimeout
 from openaudit.inspect import gguf as reader
 from openaudit.inspect.gguf import GGML_TYPES, GgmlType, read_gguf, scan_gguf
@@ -37,6 +39,31 @@ def _fatal(path: Path, **kwargs) -> MalformedInput:
 
 # --- the ggml type table --------------------------------------------------------------------------------
 
+
+
+def count_reads(monkeypatch) -> list[int]:
+    """Make the reader's file handles record the size of every read; returns the list they fill."""
+    read_bytes: list[int] = []
+
+    class CountingHandle:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def read(self, count=-1):
+            chunk = self._handle.read(count)
+            read_bytes.append(len(chunk))
+            return chunk
+
+        def seek(self, offset, whence=0):
+            return self._handle.seek(offset, whence)
+
+    @contextmanager
+    def counting_open(location):
+        with limits.open_regular(location) as handle:
+            yield CountingHandle(handle)
+
+    monkeypatch.setattr(reader, "open_regular", counting_open)
+    return read_bytes
 
 def test_ggml_type_table_has_every_current_type_with_exact_sizes():
     assert sorted(GGML_TYPES) == [*range(0, 4), *range(6, 31), 34, 35, 39, 40, 41, 42]
@@ -526,9 +553,7 @@ def test_walked_elements_are_capped_exactly_and_per_file(tmp_path, monkeypatch):
 
 
 def test_numeric_arrays_are_skipped_with_one_seek(tmp_path, monkeypatch):
-    from contextlib import contextmanager
 
-    from openaudit import limits
 
     # 2^30 FLOAT32 elements: a 4 GiB sparse array, far past the walking cap, costs no reads.
     count = 1 << 30
@@ -539,26 +564,7 @@ def test_numeric_arrays_are_skipped_with_one_seek(tmp_path, monkeypatch):
         handle.write(data)
         handle.seek(len(data) + 4 * count)
         handle.write(tail)
-    read_bytes: list[int] = []
-
-    class CountingHandle:
-        def __init__(self, handle):
-            self._handle = handle
-
-        def read(self, count=-1):
-            chunk = self._handle.read(count)
-            read_bytes.append(len(chunk))
-            return chunk
-
-        def seek(self, offset, whence=0):
-            return self._handle.seek(offset, whence)
-
-    @contextmanager
-    def counting_open(location):
-        with limits.open_regular(location) as handle:
-            yield CountingHandle(handle)
-
-    monkeypatch.setattr(reader, "open_regular", counting_open)
+    read_bytes = count_reads(monkeypatch)
     header = _read(path)
     assert header.metadata == {"scores": {"type": "array", "element_type": "FLOAT32", "count": count},
                                "general.architecture": "llama"}
@@ -824,35 +830,14 @@ def test_every_finding_id_the_reader_emits_is_catalogued():
 
 
 def test_tensor_data_is_never_read(tmp_path, monkeypatch):
-    from contextlib import contextmanager
 
-    from openaudit import limits
 
     path = tmp_path / "large.gguf"
     layout = gb.write_gguf(path, {"general.architecture": "llama"},
                            [TensorSpec("token_embd.weight", gb.F16, (32000, 4096)),
                             TensorSpec("output.weight", gb.Q6_K, (32000, 4096))])
     assert layout.size > 300_000_000  # sparse holes, no disk
-    read_bytes = []
-
-    class CountingHandle:
-        def __init__(self, handle):
-            self._handle = handle
-
-        def read(self, count=-1):
-            data = self._handle.read(count)
-            read_bytes.append(len(data))
-            return data
-
-        def seek(self, offset, whence=0):
-            return self._handle.seek(offset, whence)
-
-    @contextmanager
-    def counting_open(location):
-        with limits.open_regular(location) as handle:
-            yield CountingHandle(handle)
-
-    monkeypatch.setattr(reader, "open_regular", counting_open)
+    read_bytes = count_reads(monkeypatch)
     header = _read(path)
     assert [t.elements for t in header.tensors] == [131_072_000, 131_072_000]
     assert [t.nbytes for t in header.tensors] == [262_144_000, 107_520_000]

@@ -391,3 +391,22 @@ def _gguf_vocab(metadata: Mapping[str, Any], arch: str, names: Mapping[str, Tens
 
 def sqrt_hidden(hidden: int) -> float:
     return math.sqrt(hidden)
+
+
+# The count helpers every Llama-layout family exposes (families re-export them from here).
+def parameter_count(config: DecoderConfig) -> int:
+    return parameter_counts(config).total
+
+
+def non_embedding_parameter_count(config: DecoderConfig) -> int:
+    return parameter_counts(config).non_embedding
+
+
+def active_parameter_count(config: DecoderConfig) -> int:
+    """Parameters one token uses: attention, router, norms, embeddings and top-k experts per layer."""
+    return parameter_counts(config).active
+
+
+def one_expert_path_parameter_count(config: DecoderConfig) -> int:
+    """The model with a single expert per layer (router kept): Mixtral-8x7B's "7B"."""
+    return parameter_counts(config).one_expert_path

@@ -14,8 +14,14 @@ from typing import Any, ClassVar, Mapping
 
 from openaudit.families import _decoder, gemma
 from openaudit.families._decoder import SANDWICH_NORM, DecoderConfig
+from openaudit.families._decoder import (  # noqa: F401 - the family's interface, shared by the layout
+    expected_tensors,
+    non_embedding_parameter_count,
+    parameter_count,
+    parameter_counts,
+)
 from openaudit.families._hf import ConfigReader
-from openaudit.families.spec import ConfigError, ParameterCounts, TensorSpec
+from openaudit.families.spec import ConfigError
 
 NAME = "gemma2"
 MODEL_TYPES = ("gemma2",)
@@ -79,19 +85,3 @@ def config_from_hf(config: Mapping[str, Any]) -> Config:
         final_logit_softcapping=reader.optional_float("final_logit_softcapping", 30.0),
         embedding_multiplier=_decoder.sqrt_hidden(common["hidden_size"]),
     )
-
-
-def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
-    return _decoder.expected_tensors(config)
-
-
-def parameter_counts(config: Config) -> ParameterCounts:
-    return _decoder.parameter_counts(config)
-
-
-def parameter_count(config: Config) -> int:
-    return parameter_counts(config).total
-
-
-def non_embedding_parameter_count(config: Config) -> int:
-    return parameter_counts(config).non_embedding

@@ -10,8 +10,14 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from openaudit.families import _decoder
 from openaudit.families._decoder import DecoderConfig
+from openaudit.families._decoder import (  # noqa: F401 - the family's interface, shared by the layout
+    expected_tensors,
+    non_embedding_parameter_count,
+    parameter_count,
+    parameter_counts,
+)
 from openaudit.families._hf import ConfigReader
-from openaudit.families.spec import ConfigError, ParameterCounts, TensorSpec
+from openaudit.families.spec import ConfigError
 from openaudit.inspect.tensors import TensorRecord
 
 NAME = "llama"
@@ -67,19 +73,3 @@ def config_from_gguf(metadata: Mapping[str, Any], tensors: Sequence[TensorRecord
     if fields.get("num_experts"):
         raise ConfigError("GGUF metadata declares experts: this is a Mixtral-style model, not a dense Llama")
     return Config(**fields)
-
-
-def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
-    return _decoder.expected_tensors(config)
-
-
-def parameter_counts(config: Config) -> ParameterCounts:
-    return _decoder.parameter_counts(config)
-
-
-def parameter_count(config: Config) -> int:
-    return parameter_counts(config).total
-
-
-def non_embedding_parameter_count(config: Config) -> int:
-    return parameter_counts(config).non_embedding

@@ -11,8 +11,13 @@ from typing import Any, ClassVar, Mapping
 
 from openaudit.families import _decoder
 from openaudit.families._decoder import DecoderConfig
+from openaudit.families._decoder import (  # noqa: F401 - the family's interface, shared by the layout
+    expected_tensors,
+    non_embedding_parameter_count,
+    parameter_count,
+    parameter_counts,
+)
 from openaudit.families._hf import ConfigReader
-from openaudit.families.spec import ParameterCounts, TensorSpec
 
 NAME = "mistral"
 MODEL_TYPES = ("mistral",)
@@ -48,19 +53,3 @@ def config_from_hf(config: Mapping[str, Any]) -> Config:
     if not common["layer_types"]:
         common["layer_types"] = _decoder.window_types(common["num_layers"], window)
     return Config(**common, activation=reader.str("hidden_act", "silu"), sliding_window=window)
-
-
-def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
-    return _decoder.expected_tensors(config)
-
-
-def parameter_counts(config: Config) -> ParameterCounts:
-    return _decoder.parameter_counts(config)
-
-
-def parameter_count(config: Config) -> int:
-    return parameter_counts(config).total
-
-
-def non_embedding_parameter_count(config: Config) -> int:
-    return parameter_counts(config).non_embedding

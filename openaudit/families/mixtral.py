@@ -13,8 +13,16 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from openaudit.families import _decoder, _hf
 from openaudit.families._decoder import DecoderConfig
+from openaudit.families._decoder import (  # noqa: F401 - the family's interface, shared by the layout
+    active_parameter_count,
+    expected_tensors,
+    non_embedding_parameter_count,
+    one_expert_path_parameter_count,
+    parameter_count,
+    parameter_counts,
+)
 from openaudit.families._hf import ConfigReader
-from openaudit.families.spec import ConfigError, ParameterCounts, TensorSpec
+from openaudit.families.spec import ConfigError
 from openaudit.inspect.tensors import TensorRecord
 
 NAME = "mixtral"
@@ -72,29 +80,3 @@ def config_from_gguf(metadata: Mapping[str, Any], tensors: Sequence[TensorRecord
     if not fields.get("num_experts"):
         raise ConfigError("GGUF metadata declares no experts: this is a dense Llama, not a Mixtral")
     return Config(**fields, moe_renormalize=True)
-
-
-def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
-    return _decoder.expected_tensors(config)
-
-
-def parameter_counts(config: Config) -> ParameterCounts:
-    return _decoder.parameter_counts(config)
-
-
-def parameter_count(config: Config) -> int:
-    return parameter_counts(config).total
-
-
-def non_embedding_parameter_count(config: Config) -> int:
-    return parameter_counts(config).non_embedding
-
-
-def active_parameter_count(config: Config) -> int:
-    """Parameters one token uses: attention, router, norms, embeddings and top-k experts per layer."""
-    return parameter_counts(config).active
-
-
-def one_expert_path_parameter_count(config: Config) -> int:
-    """The model with a single expert per layer (router kept): Mixtral-8x7B's "7B"."""
-    return parameter_counts(config).one_expert_path

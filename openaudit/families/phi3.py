@@ -13,8 +13,14 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from openaudit.families import _decoder
 from openaudit.families._decoder import DecoderConfig
+from openaudit.families._decoder import (  # noqa: F401 - the family's interface, shared by the layout
+    expected_tensors,
+    non_embedding_parameter_count,
+    parameter_count,
+    parameter_counts,
+)
 from openaudit.families._hf import ConfigReader
-from openaudit.families.spec import ConfigError, ParameterCounts, TensorSpec
+from openaudit.families.spec import ConfigError
 from openaudit.inspect.tensors import TensorRecord
 
 NAME = "phi3"
@@ -75,19 +81,3 @@ def config_from_hf(config: Mapping[str, Any]) -> Config:
 
 def config_from_gguf(metadata: Mapping[str, Any], tensors: Sequence[TensorRecord] = ()) -> Config:
     return Config(**_decoder.gguf_common(metadata, tensors), fused_qkv=True, fused_gate_up=True)
-
-
-def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
-    return _decoder.expected_tensors(config)
-
-
-def parameter_counts(config: Config) -> ParameterCounts:
-    return _decoder.parameter_counts(config)
-
-
-def parameter_count(config: Config) -> int:
-    return parameter_counts(config).total
-
-
-def non_embedding_parameter_count(config: Config) -> int:
-    return parameter_counts(config).non_embedding

@@ -12,8 +12,13 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from openaudit.families import _decoder
 from openaudit.families._decoder import DecoderConfig
+from openaudit.families._decoder import (  # noqa: F401 - the family's interface, shared by the layout
+    expected_tensors,
+    non_embedding_parameter_count,
+    parameter_count,
+    parameter_counts,
+)
 from openaudit.families._hf import MAX_LAYERS, ConfigReader
-from openaudit.families.spec import ParameterCounts, TensorSpec
 from openaudit.inspect.tensors import TensorRecord
 
 NAME = "qwen2"
@@ -67,19 +72,3 @@ def config_from_hf(config: Mapping[str, Any]) -> Config:
 
 def config_from_gguf(metadata: Mapping[str, Any], tensors: Sequence[TensorRecord] = ()) -> Config:
     return Config(**_decoder.gguf_common(metadata, tensors), qkv_bias=True)
-
-
-def expected_tensors(config: Config) -> tuple[TensorSpec, ...]:
-    return _decoder.expected_tensors(config)
-
-
-def parameter_counts(config: Config) -> ParameterCounts:
-    return _decoder.parameter_counts(config)
-
-
-def parameter_count(config: Config) -> int:
-    return parameter_counts(config).total
-
-
-def non_embedding_parameter_count(config: Config) -> int:
-    return parameter_counts(config).non_embedding
